@@ -1,0 +1,65 @@
+"""Backend choice and seeding shared by the public functions in pada_ext.ops."""
+
+import functools
+import importlib
+import os
+
+import torch
+
+BACKENDS = ("native", "triton", "reference")
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@functools.lru_cache(maxsize=None)
+def has_native_kernel(op: str, dispatch_key: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", dispatch_key)
+
+
+def resolve_backend(op: str, backend, device: torch.device) -> str:
+    """The backend that serves `op` on `device`: `backend` if given, else the best one."""
+    if backend is None or backend == "auto":
+        if device.type == "cpu":
+            return "native"
+        if device.type == "cuda":
+            if has_native_kernel(op, "CUDA"):
+                return "native"
+            if triton_available():
+                return "triton"
+        raise RuntimeError(
+            f"pada_ext.ops.{op}: no kernel for {device.type} tensors in this build "
+            "(built without CUDA and triton is not installed)"
+        )
+    if backend not in BACKENDS:
+        raise ValueError(f"pada_ext.ops.{op}: backend must be one of {BACKENDS} or None, got {backend!r}")
+    if backend == "native":
+        key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+        if key is None or not has_native_kernel(op, key):
+            raise RuntimeError(f"pada_ext.ops.{op}: no compiled kernel for {device.type} tensors")
+    if backend == "triton":
+        if not triton_available():
+            raise RuntimeError(f"pada_ext.ops.{op}: backend='triton' needs the triton package")
+        if device.type != "cuda" and not (device.type == "cpu" and triton_interpreted()):
+            raise RuntimeError(
+                f"pada_ext.ops.{op}: backend='triton' runs on CUDA tensors, or on CPU "
+                "tensors under TRITON_INTERPRET=1"
+            )
+    return backend
+
+
+def draw_seed(generator, device: torch.device) -> torch.Tensor:
+    """A one-element int64 seed drawn from `generator` (default: the device's), on `device`.
+
+    No host synchronisation: the seed stays on the device that produced it.
+    """
+    gen_device = generator.device if generator is not None else device
+    seed = torch.randint(
+        -(2**63), 2**63 - 1, (1,), dtype=torch.int64, device=gen_device, generator=generator
+    )
+    return seed.to(device)

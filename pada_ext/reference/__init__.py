@@ -1,0 +1,2 @@
+"""Plain-PyTorch references of every operator: slow, obviously right, and what
+the kernels are tested against."""

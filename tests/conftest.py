@@ -1,0 +1,33 @@
+"""Shared test set-up.
+
+Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors:
+TRITON_INTERPRET must be set before any kernel is defined, hence here.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pada_ext  # noqa: E402,F401  (registers the operators)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def triton_usable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def triton_device() -> str:
+    """Where Triton kernels run in this session: the GPU, or CPU tensors when interpreted."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+requires_triton = pytest.mark.skipif(not triton_usable(), reason="triton is not installed")
