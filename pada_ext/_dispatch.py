@@ -17,7 +17,7 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def has_native_kernel(op: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", dispatch_key)
 
@@ -37,7 +37,9 @@ def resolve_backend(op: str, backend, device: torch.device) -> str:
             "(built without CUDA and triton is not installed)"
         )
     if backend not in BACKENDS:
-        raise ValueError(f"pada_ext.ops.{op}: backend must be one of {BACKENDS} or None, got {backend!r}")
+        raise ValueError(
+            f"pada_ext.ops.{op}: backend must be one of {BACKENDS} or None, got {backend!r}"
+        )
     if backend == "native":
         key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
         if key is None or not has_native_kernel(op, key):
