@@ -13,9 +13,10 @@ import numbers
 import torch
 
 from . import _dispatch
+from .reference import importance_update as _iu_reference
 from .reference import sample_with_replacement as _swr_reference
 
-__all__ = ["sample_with_replacement"]
+__all__ = ["importance_update_", "sample_with_replacement"]
 
 
 def _check_sample_args(weights, num_samples):
@@ -69,3 +70,44 @@ def sample_with_replacement(
 
         return torch.ops.pada_triton.sample_with_replacement(weights, num_samples, seed)
     return torch.ops.pada.sample_with_replacement(weights, num_samples, seed)
+
+
+def importance_update_(
+    scores: torch.Tensor,
+    visited: torch.Tensor,
+    status: torch.Tensor,
+    index: torch.Tensor,
+    values: torch.Tensor,
+    decay: float,
+    *,
+    backend=None,
+) -> None:
+    """Scatters per-sample values into an importance table, in batch order.
+
+    For i = 0, 1, ...: if ``visited[index[i]]`` the score becomes
+    ``decay * score + (1 - decay) * values[i]``, else ``values[i]`` is stored and
+    the entry marked visited. Repeated indices are applied in batch order, as a
+    sequential loop would (deterministic on every backend). ``decay=0.5`` is the
+    PA&DA authors' rule, ``0`` keeps the last value.
+
+    No host sync. Non-finite values are skipped and counted in ``status[1]``. An
+    out-of-range index raises IndexError on CPU (before any change); on CUDA it
+    is skipped and counted in ``status[0]`` (raising would need a host sync).
+
+    Args:
+        scores: 1-D float32 table (modified in place).
+        visited: bool tensor shaped like ``scores`` (modified in place).
+        status: two-element int64 counter tensor (modified in place).
+        index: 1-D int64 table indices (int32 is converted).
+        values: 1-D floating values, one per index.
+        decay: in [0, 1].
+    """
+    if index.dtype == torch.int32:
+        index = index.long()
+    backend = _dispatch.resolve_backend("importance_update_", backend, scores.device)
+    if backend == "reference":
+        _iu_reference.importance_update_(scores, visited, status, index, values, decay)
+    elif backend == "triton":
+        raise RuntimeError("importance_update_ has no Triton kernel; use backend='native'")
+    else:
+        torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))
