@@ -1,0 +1,305 @@
+"""ImportanceSampler: data importance sampling (the DA of PA&DA) as a Sampler."""
+
+import math
+import numbers
+from collections.abc import Iterator, Sized
+from typing import Optional, Union
+
+import torch
+from torch.utils.data import Sampler
+
+from . import _distributed, ops
+from .schedules import ScheduleSpec, make_schedule
+
+RULES = {
+    # rule: (decay, reset every epoch)
+    "paper": (0.5, True),  # first visit stores, a repeat averages with weight 1/2
+    "ema": (0.9, False),  # exponential moving average kept across epochs
+    "last": (0.0, False),  # the latest value, kept across epochs
+}
+
+
+class ImportanceSampler(Sampler[int]):
+    """Draws each epoch's indices with replacement from
+    ``q = tau * score / sum(score) + (1 - tau) / N``.
+
+    A drop-in for ``RandomSampler`` in a ``DataLoader``. Scores come from the
+    training loop: :meth:`cross_entropy` computes the loss and each sample's
+    ``||softmax(z) - onehot(y)||`` in one fused kernel and credits it to the
+    sample's dataset index, on the logits' device with no host sync; or
+    :meth:`update` takes scores of your own. Call :meth:`set_epoch` at the start
+    of every epoch (as with ``DistributedSampler``): it applies the tau schedule,
+    merges scores across ranks and freezes the distribution for the epoch.
+
+    The sampler iterates in the main process, so updates reach the next epoch
+    also with ``num_workers > 0`` and ``persistent_workers=True``.
+
+    Args:
+        data_source: the dataset (anything with ``len``) or its size N.
+        num_samples: indices per epoch over all ranks (default N).
+        epochs: number of training epochs (needed by the linear schedules).
+        tau: schedule of tau: ``"linear"`` (``epoch / epochs``, the paper's),
+            ``"linear_decrease"``, a constant, or a callable ``epoch -> tau``.
+        rule: how repeated scores of an entry combine: ``"paper"`` (the authors':
+            the first visit in an epoch stores the value, a repeat in the same
+            epoch averages ``(s + v) / 2`` in visit order, unvisited entries count
+            0 each epoch), ``"ema"`` (``s <- decay s + (1 - decay) v``, kept across
+            epochs) or ``"last"`` (the latest value, kept across epochs). Repeats
+            inside one batch are applied in batch order, on every device.
+        decay: the decay of ``"ema"`` (default 0.9).
+        granularity: ``"item"`` (a score per sample) or ``"class"`` (a score per
+            class, spread evenly over the class's samples: class c is drawn with
+            probability ``tau * s_c / sum(s) + (1 - tau) * n_c / N``).
+        labels: the class of every sample (needed for ``"class"``).
+        num_classes: number of classes (default ``max(labels) + 1``).
+        device: device of the score table (default: that of the first update).
+        seed: base seed; epoch e draws with seed ``seed + e``. Default: drawn from
+            torch's default generator (rank 0's, when distributed).
+        num_replicas, rank: shard the epoch's list as ``DistributedSampler``
+            does (default: from torch.distributed when it is initialised).
+        drop_last: with several replicas, drop the tail instead of drawing a
+            few more indices so that every rank gets the same count.
+
+    Non-finite scores (from NaN or infinite logits) never enter the table: they
+    are skipped and counted in :attr:`skipped_scores`.
+    """
+
+    def __init__(
+        self,
+        data_source: Union[Sized, int],
+        num_samples: Optional[int] = None,
+        *,
+        epochs: Optional[int] = None,
+        tau: ScheduleSpec = "linear",
+        rule: str = "paper",
+        decay: Optional[float] = None,
+        granularity: str = "item",
+        labels=None,
+        num_classes: Optional[int] = None,
+        device=None,
+        seed: Optional[int] = None,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+        drop_last: bool = False,
+    ):
+        n = data_source if isinstance(data_source, numbers.Integral) else len(data_source)
+        if n <= 0:
+            raise ValueError(f"ImportanceSampler needs a non-empty dataset, got size {n}")
+        self.n = int(n)
+        self.num_samples = self.n if num_samples is None else int(num_samples)
+        if self.num_samples <= 0:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
+        self.rule = rule
+        default_decay, self.reset_every_epoch = RULES[rule]
+        if decay is not None and rule != "ema":
+            raise ValueError(f"decay applies to rule='ema' only (rule={rule!r})")
+        self.decay = float(default_decay if decay is None else decay)
+        if not 0.0 <= self.decay < 1.0 or (rule == "ema" and self.decay == 0.0):
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.epochs = epochs
+        self._tau_spec = tau
+        self._tau = make_schedule(tau, epochs, "tau")
+        if granularity not in ("item", "class"):
+            raise ValueError(f"granularity must be 'item' or 'class', got {granularity!r}")
+        self.granularity = granularity
+        self.labels = None
+        self.class_sizes = None
+        table_size = self.n
+        if granularity == "class":
+            if labels is None:
+                raise ValueError("granularity='class' needs labels (the class of every sample)")
+            labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+            if labels.numel() != self.n:
+                raise ValueError(f"labels has {labels.numel()} entries for {self.n} samples")
+            if labels.numel() and int(labels.min()) < 0:
+                raise ValueError("labels must be >= 0")
+            table_size = int(num_classes if num_classes is not None else int(labels.max()) + 1)
+            if int(labels.max()) >= table_size:
+                raise ValueError(f"a label is >= num_classes = {table_size}")
+            self.labels = labels
+            self.class_sizes = torch.bincount(labels, minlength=table_size).to(torch.float64)
+        self.num_replicas, self.rank = _distributed.replicas(num_replicas, rank)
+        self.drop_last = drop_last
+        if drop_last:
+            self.per_replica = self.num_samples // self.num_replicas
+        else:
+            self.per_replica = math.ceil(self.num_samples / self.num_replicas)
+        if self.per_replica == 0:
+            raise ValueError("drop_last leaves no sample per replica")
+        self.seed = _distributed.shared_seed(seed)
+
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        self._placed = device is not None
+        self.scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
+        self.visited = torch.zeros(table_size, dtype=torch.bool, device=dev)
+        self.status = torch.zeros(2, dtype=torch.int64, device=dev)
+        # The scores the current epoch draws from, frozen by set_epoch.
+        self.epoch_scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
+        self.epoch = 0
+        self.tau = self._tau(0)
+        self._applied_epoch = None
+        self._q = None
+
+    # -- configuration that reproduces the authors' data sampling ---------------
+    @classmethod
+    def paper(cls, data_source, epochs: int, **kwargs):
+        """The authors' DA: per-sample scores, their averaging rule, scores reset
+        every epoch, tau = epoch / epochs, N draws with replacement per epoch."""
+        return cls(data_source, epochs=epochs, tau="linear", rule="paper", **kwargs)
+
+    # -- scores ------------------------------------------------------------------
+    def _place(self, device: torch.device):
+        if not self._placed:
+            for name in ("scores", "visited", "status", "epoch_scores"):
+                setattr(self, name, getattr(self, name).to(device))
+            if self.labels is not None:
+                self.labels = self.labels.to(device)
+            self._q = None
+            self._placed = True
+        elif device != self.scores.device:
+            raise ValueError(
+                f"ImportanceSampler: scores live on {self.scores.device}, got a batch on {device}"
+            )
+
+    def update(self, indices: torch.Tensor, scores: torch.Tensor) -> None:
+        """Credits ``scores[j]`` to dataset item ``indices[j]`` (no host sync)."""
+        indices = torch.as_tensor(indices)
+        scores = torch.as_tensor(scores).detach()
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
+        if indices.shape != scores.shape or indices.dim() != 1:
+            raise ValueError(
+                f"indices and scores must be 1-D and alike, got {tuple(indices.shape)} "
+                f"and {tuple(scores.shape)}"
+            )
+        self._place(scores.device)
+        indices = indices.to(scores.device)
+        if self.labels is not None:
+            if indices.numel() and indices.device.type == "cpu":
+                if int(indices.min()) < 0 or int(indices.max()) >= self.n:
+                    raise IndexError(f"an index is out of range for {self.n} samples")
+            indices = self.labels[indices.clamp(0, self.n - 1)]
+        ops.importance_update_(self.scores, self.visited, self.status, indices, scores, self.decay)
+
+    def cross_entropy(self, logits, targets, indices, *, reweight: bool = False, **kwargs):
+        """``F.cross_entropy(logits, targets, **kwargs)`` that also credits every
+        sample's gradient norm to its dataset index. With ``reweight=True`` each
+        sample's loss is multiplied by its importance weight ``1 / (N q_i)``,
+        which makes the expected loss that of uniform sampling."""
+        reduction = kwargs.pop("reduction", "mean")
+        if not reweight:
+            loss, norms = ops.cross_entropy_with_grad_norm(
+                logits, targets, reduction=reduction, **kwargs
+            )
+            self.update(indices, norms)
+            return loss
+        per_sample, norms = ops.cross_entropy_with_grad_norm(
+            logits, targets, reduction="none", **kwargs
+        )
+        self.update(indices, norms)
+        weighted = per_sample * self.importance_weights(indices).to(per_sample.dtype)
+        if reduction == "none":
+            return weighted
+        if reduction == "sum":
+            return weighted.sum()
+        ignore_index = kwargs.get("ignore_index", -100)
+        kept = (torch.as_tensor(targets) != ignore_index).sum().clamp_min(1)
+        return weighted.sum() / kept
+
+    @property
+    def skipped_scores(self) -> int:
+        """How many non-finite scores were skipped so far (a host sync)."""
+        return int(self.status[1])
+
+    # -- epochs ------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Starts `epoch`: merges the ranks' scores, freezes them as the epoch's
+        distribution, restarts them if the rule says so, and applies tau.
+        Calling it again for the epoch already started changes nothing."""
+        if epoch == self._applied_epoch:
+            return
+        if int(self.status[0]) > 0:
+            raise IndexError(
+                f"ImportanceSampler: {int(self.status[0])} scores had a dataset index out of "
+                f"range for {self.scores.numel()} entries (reported late on CUDA)"
+            )
+        _distributed.merge_visited_mean(self.scores, self.visited)
+        self.epoch_scores = torch.where(self.visited, self.scores, torch.zeros_like(self.scores))
+        if self.reset_every_epoch:
+            self.scores.zero_()
+            self.visited.zero_()
+        self.epoch = int(epoch)
+        self.tau = self._tau(self.epoch)
+        self._applied_epoch = self.epoch
+        self._q = None
+
+    def distribution(self) -> torch.Tensor:
+        """This epoch's sampling probabilities q over the N samples (float64)."""
+        if self._q is None:
+            s = self.epoch_scores.to(torch.float64)
+            total = s.sum()
+            if self.labels is not None:  # spread each class's score over its samples
+                s = s / self.class_sizes.to(s.device).clamp_min(1.0)
+                s = s[self.labels]
+            importance = torch.where(
+                total > 0, s / total.clamp_min(torch.finfo(torch.float64).tiny), 1.0 / self.n
+            )
+            self._q = self.tau * importance + (1.0 - self.tau) / self.n
+        return self._q
+
+    def importance_weights(self, indices: torch.Tensor) -> torch.Tensor:
+        """``1 / (N q_i)`` for the given dataset indices under this epoch's q."""
+        q = self.distribution()
+        indices = torch.as_tensor(indices).to(q.device)
+        return (1.0 / (self.n * q[indices])).to(torch.float32)
+
+    def epoch_indices(self) -> torch.Tensor:
+        """The whole epoch's draw over all ranks: the same on every rank."""
+        q = self.distribution()
+        g = torch.Generator(device=q.device).manual_seed(self.seed + self.epoch)
+        return ops.sample_with_replacement(q, self.per_replica * self.num_replicas, generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        draw = self.epoch_indices()
+        return iter(draw[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.per_replica
+
+    # -- checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "rule": self.rule,
+            "decay": self.decay,
+            "granularity": self.granularity,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "applied_epoch": self._applied_epoch,
+            "scores": self.scores.cpu(),
+            "visited": self.visited.cpu(),
+            "status": self.status.cpu(),
+            "epoch_scores": self.epoch_scores.cpu(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("n", "rule", "decay", "granularity"):
+            if state[key] != getattr(self, key):
+                raise ValueError(
+                    f"state_dict was saved with {key}={state[key]!r}, this sampler has "
+                    f"{getattr(self, key)!r}"
+                )
+        if state["scores"].numel() != self.scores.numel():
+            raise ValueError("state_dict has a score table of another size")
+        device = self.scores.device
+        self.scores = state["scores"].to(device, torch.float32).clone()
+        self.visited = state["visited"].to(device, torch.bool).clone()
+        self.status = state["status"].to(device, torch.int64).clone()
+        self.epoch_scores = state["epoch_scores"].to(device, torch.float32).clone()
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        self._applied_epoch = state["applied_epoch"]
+        self.tau = self._tau(self.epoch)
+        self._q = None

@@ -1,0 +1,336 @@
+"""pada_ext.ImportanceSampler: distributions, rules, schedules, checkpoints,
+DataLoader workers, distributed use and the authors' configuration."""
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from scipy import stats
+from torch.utils.data import DataLoader, TensorDataset
+
+from pada_ext import ImportanceSampler, IndexedDataset
+
+P_MIN = 1e-4
+
+
+def counts_p_value(draw, q):
+    counts = torch.bincount(draw, minlength=q.numel()).double()
+    nz = q > 0
+    assert counts[~nz].sum() == 0, "an index of probability zero was drawn"
+    expected = q[nz] / q[nz].sum() * draw.numel()
+    return stats.chisquare(counts[nz].numpy(), expected.numpy()).pvalue
+
+
+def test_first_epoch_is_uniform():
+    s = ImportanceSampler(500, num_samples=200_000, epochs=10, seed=0)
+    s.set_epoch(0)
+    draw = torch.tensor(list(s))
+    assert len(draw) == len(s) == 200_000
+    assert counts_p_value(draw, torch.full((500,), 1 / 500, dtype=torch.float64)) > P_MIN
+
+
+def test_draw_follows_scores_mixed_with_uniform():
+    n = 300
+    s = ImportanceSampler(n, num_samples=300_000, tau=0.7, rule="last", seed=1)
+    s.set_epoch(0)
+    scores = torch.rand(n, generator=torch.Generator().manual_seed(0))
+    scores[::7] = 0.0
+    s.update(torch.arange(n), scores)
+    s.set_epoch(1)
+    q = 0.7 * scores.double() / scores.double().sum() + 0.3 / n
+    torch.testing.assert_close(s.distribution(), q, rtol=1e-6, atol=0)
+    assert counts_p_value(torch.tensor(list(s)), q) > P_MIN
+
+
+def test_tau_one_draws_only_scored_items():
+    s = ImportanceSampler(100, tau=1.0, rule="last", seed=2)
+    s.set_epoch(0)
+    s.update(torch.tensor([3, 50, 99]), torch.tensor([1.0, 2.0, 1.0]))
+    s.set_epoch(1)
+    assert set(s) <= {3, 50, 99}
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("linear", [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]),
+        ("linear_decrease", [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]),
+        (0.3, [0.3] * 6),
+        (lambda e: 1.0 if e >= 2 else 0.0, [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_tau_schedules(spec, expected):
+    s = ImportanceSampler(10, epochs=4, tau=spec, seed=0)
+    got = []
+    for epoch in range(6):
+        s.set_epoch(epoch)
+        got.append(s.tau)
+    assert got == pytest.approx(expected)
+
+
+def test_paper_rule_restarts_every_epoch():
+    s = ImportanceSampler(4, tau=1.0, rule="paper", seed=0)
+    s.set_epoch(0)
+    s.update(torch.tensor([0, 1, 1]), torch.tensor([2.0, 4.0, 8.0]))
+    s.set_epoch(1)
+    torch.testing.assert_close(s.epoch_scores, torch.tensor([2.0, 6.0, 0.0, 0.0]))
+    s.update(torch.tensor([2]), torch.tensor([1.0]))
+    s.set_epoch(2)  # items 0 and 1 were not seen in epoch 1: back to 0
+    torch.testing.assert_close(s.epoch_scores, torch.tensor([0.0, 0.0, 1.0, 0.0]))
+
+
+def test_ema_rule_keeps_scores_across_epochs():
+    s = ImportanceSampler(3, tau=1.0, rule="ema", decay=0.75, seed=0)
+    s.set_epoch(0)
+    s.update(torch.tensor([0, 1]), torch.tensor([4.0, 1.0]))
+    s.set_epoch(1)
+    s.update(torch.tensor([0]), torch.tensor([8.0]))
+    s.set_epoch(2)
+    torch.testing.assert_close(s.epoch_scores, torch.tensor([0.75 * 4 + 0.25 * 8, 1.0, 0.0]))
+
+
+def test_last_rule_and_duplicates_in_one_batch():
+    s = ImportanceSampler(3, tau=1.0, rule="last", seed=0)
+    s.set_epoch(0)
+    s.update(torch.tensor([1, 1, 1, 2]), torch.tensor([5.0, 6.0, 7.0, 1.0]))
+    s.set_epoch(1)
+    torch.testing.assert_close(s.epoch_scores, torch.tensor([0.0, 7.0, 1.0]))
+
+
+def test_non_finite_scores_never_enter_the_table():
+    s = ImportanceSampler(3, tau=1.0, rule="last", seed=0)
+    s.set_epoch(0)
+    s.update(torch.tensor([0, 1, 2]), torch.tensor([1.0, float("nan"), float("inf")]))
+    s.set_epoch(1)
+    torch.testing.assert_close(s.epoch_scores, torch.tensor([1.0, 0.0, 0.0]))
+    assert s.skipped_scores == 2
+    assert torch.isfinite(s.distribution()).all()
+
+
+def test_class_granularity():
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    s = ImportanceSampler(
+        100, num_samples=200_000, tau=1.0, rule="last", granularity="class", labels=labels, seed=3
+    )
+    s.set_epoch(0)
+    # Items of class 0 score 1, of class 1 score 2: class scores [1, 2, 0].
+    s.update(torch.tensor([0, 60]), torch.tensor([1.0, 2.0]))
+    s.set_epoch(1)
+    torch.testing.assert_close(s.epoch_scores, torch.tensor([1.0, 2.0, 0.0]))
+    q = torch.cat([torch.full((50,), 1 / 3 / 50), torch.full((30,), 2 / 3 / 30), torch.zeros(20)])
+    torch.testing.assert_close(s.distribution(), q.double())
+    assert counts_p_value(torch.tensor(list(s)), q.double()) > P_MIN
+
+
+def test_importance_weights_are_inverse_n_q():
+    s = ImportanceSampler(5, tau=0.5, rule="last", seed=0)
+    s.set_epoch(0)
+    s.update(torch.arange(5), torch.tensor([1.0, 2.0, 3.0, 4.0, 0.0]))
+    s.set_epoch(1)
+    q = 0.5 * torch.tensor([1.0, 2.0, 3.0, 4.0, 0.0]) / 10 + 0.5 / 5
+    idx = torch.tensor([4, 0, 3])
+    torch.testing.assert_close(s.importance_weights(idx), (1 / (5 * q[idx])).float())
+    # E_q[w_i f_i] = mean of f: the reweighting removes the sampling bias.
+    f = torch.tensor([3.0, -1.0, 2.0, 5.0, 7.0], dtype=torch.float64)
+    w = s.importance_weights(torch.arange(5)).double()
+    torch.testing.assert_close((s.distribution() * w * f).sum(), f.mean())
+
+
+def run_epochs(sampler, epochs, start=0, seed=0):
+    """A fake training loop: scores derived from the indices, deterministic."""
+    lists = []
+    for epoch in range(start, start + epochs):
+        sampler.set_epoch(epoch)
+        draw = list(sampler)
+        lists.append(draw)
+        idx = torch.tensor(draw)
+        for batch in idx.split(32):
+            sampler.update(batch, ((batch * 7919 + epoch) % 101).float() + 1.0)
+    return lists
+
+
+@pytest.mark.parametrize("rule", ["paper", "ema"])
+def test_state_dict_resume_draws_what_the_uninterrupted_run_draws(rule):
+    full = run_epochs(ImportanceSampler(200, epochs=6, rule=rule, seed=9), 6)
+    first = ImportanceSampler(200, epochs=6, rule=rule, seed=9)
+    head = run_epochs(first, 3)
+    state = first.state_dict()
+    resumed = ImportanceSampler(200, epochs=6, rule=rule, seed=123)  # seed comes from the state
+    resumed.load_state_dict(state)
+    tail = run_epochs(resumed, 3, start=3)
+    assert head + tail == full
+
+
+def test_state_dict_mid_epoch_regenerates_the_current_epoch():
+    s = ImportanceSampler(50, epochs=4, seed=4)
+    run_epochs(s, 2)
+    s.set_epoch(2)
+    current = list(s)
+    s.update(torch.tensor([1, 2]), torch.tensor([3.0, 4.0]))
+    t = ImportanceSampler(50, epochs=4, seed=0)
+    t.load_state_dict(s.state_dict())
+    t.set_epoch(2)  # already started: no change
+    assert list(t) == current
+    s.set_epoch(3)
+    t.set_epoch(3)
+    assert list(t) == list(s)
+
+
+def test_load_state_dict_rejects_another_configuration():
+    state = ImportanceSampler(10, tau=0.5, rule="paper", seed=0).state_dict()
+    with pytest.raises(ValueError, match="rule"):
+        ImportanceSampler(10, tau=0.5, rule="last", seed=0).load_state_dict(state)
+    with pytest.raises(ValueError, match="n="):
+        ImportanceSampler(11, tau=0.5, rule="paper", seed=0).load_state_dict(state)
+
+
+def test_dataloader_with_persistent_workers_sees_the_updates():
+    data = IndexedDataset(TensorDataset(torch.arange(100).float()))
+    sampler = ImportanceSampler(data, tau=1.0, rule="last", seed=5)
+    loader = DataLoader(
+        data, batch_size=10, sampler=sampler, num_workers=2, persistent_workers=True
+    )
+    sampler.set_epoch(0)
+    scored = set()
+    for x, idx in loader:
+        torch.testing.assert_close(x, idx.float())  # the index is the sample's own
+        keep = idx < 30
+        sampler.update(idx, keep.float())
+        scored |= set(idx[keep].tolist())
+    sampler.set_epoch(1)
+    second = [i for _, idx in loader for i in idx.tolist()]
+    assert len(second) == 100
+    assert set(second) <= scored  # only items that scored > 0 are drawn at tau = 1
+
+
+def test_indexed_dataset_wraps_tuples_and_plain_items():
+    assert IndexedDataset([("a", 1), ("b", 2)])[1] == ("b", 2, 1)
+    assert IndexedDataset(["x", "y"])[0] == ("x", 0)
+    assert len(IndexedDataset(range(7))) == 7
+
+
+def test_sharding_without_a_process_group():
+    parts = [
+        ImportanceSampler(100, num_samples=101, tau=0.0, seed=7, num_replicas=3, rank=r)
+        for r in range(3)
+    ]
+    for p in parts:
+        p.set_epoch(0)
+    full = parts[0].epoch_indices().tolist()
+    assert len(full) == 3 * 34 and all(len(p) == 34 for p in parts)
+    assert sorted(sum((list(p) for p in parts), [])) == sorted(full)
+    dropped = ImportanceSampler(
+        100, num_samples=101, tau=0.0, seed=7, num_replicas=3, rank=0, drop_last=True
+    )
+    assert len(dropped) == 33
+
+
+def test_two_processes_on_gloo(tmp_path):
+    init_file = tmp_path / "init"
+    mp.spawn(
+        __import__("dist_workers").importance_sampler_worker,
+        args=(2, str(init_file), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["seed"] == r1["seed"]
+    expected = torch.zeros(40)
+    expected[:10], expected[10:20], expected[20] = 1.0, 2.0, 1.5  # item 20: mean of 1 and 2
+    torch.testing.assert_close(r0["epoch_scores"], expected)
+    torch.testing.assert_close(r1["epoch_scores"], expected)
+    torch.testing.assert_close(r0["draw"], r1["draw"])  # the same epoch list on every rank
+    assert r0["len"] == r1["len"] == 501
+    assert torch.equal(r0["shard"], r0["draw"][0::2]) and torch.equal(r1["shard"], r0["draw"][1::2])
+    assert set(r0["draw"].tolist()) <= set(range(21))  # tau = 1: only scored items
+
+
+def authors_epoch(batches, n, tau):
+    """The authors' data-sampling rule restated in plain Python: for each index
+    seen in the epoch, the first value is stored, a repeat averages (s + v) / 2
+    in visit order; unseen indices score 0; q = tau s / sum(s) + (1 - tau) / N."""
+    score = {}
+    for indices, values in batches:
+        for i, v in zip(indices, values):
+            score[i] = (score[i] + v) / 2 if i in score else v
+    total = sum(score.values())
+    return [
+        tau * score.get(i, 0.0) / total + (1 - tau) / n if total > 0 else 1 / n for i in range(n)
+    ]
+
+
+def test_paper_configuration_replays_the_authors_rule():
+    n, epochs = 64, 5
+    s = ImportanceSampler.paper(n, epochs=epochs, seed=11)
+    g = torch.Generator().manual_seed(0)
+    recorded = []
+    for epoch in range(epochs):
+        s.set_epoch(epoch)
+        if epoch > 0:
+            want = authors_epoch(recorded[-1], n, epoch / epochs)
+            torch.testing.assert_close(
+                s.distribution(), torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=1e-9
+            )
+            draw = torch.cat([s.epoch_indices() for _ in range(1)])
+            assert draw.numel() == n  # N draws with replacement per epoch
+        batches = []
+        for _ in range(6):  # a recorded sequence of batches, with repeats
+            idx = torch.randint(n, (16,), generator=g)
+            val = torch.rand(16, generator=g) * 2
+            s.update(idx, val)
+            batches.append((idx.tolist(), val.tolist()))
+        recorded.append(batches)
+    # And the draws follow that distribution.
+    s.set_epoch(epochs)
+    want = torch.tensor(authors_epoch(recorded[-1], n, 1.0), dtype=torch.float64)
+    big = ImportanceSampler.paper(n, epochs=epochs, num_samples=300_000, seed=11)
+    big.load_state_dict(s.state_dict())
+    assert counts_p_value(torch.tensor(list(big)), want) > P_MIN
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"rule": "median"}, ValueError, "rule"),
+        ({"tau": "cosine", "epochs": 3}, ValueError, "unknown schedule"),
+        ({"tau": "linear"}, ValueError, "epochs"),
+        ({"tau": 1.5}, ValueError, r"tau must be in \[0, 1\]"),
+        ({"granularity": "class"}, ValueError, "labels"),
+        ({"granularity": "batch"}, ValueError, "granularity"),
+        ({"decay": 0.5}, ValueError, "rule='ema'"),
+        ({"num_samples": 0}, ValueError, "num_samples"),
+        ({"num_replicas": 2, "rank": 2}, ValueError, "rank"),
+    ],
+)
+def test_bad_configuration(kwargs, error, match):
+    kwargs.setdefault("tau", 0.5)
+    with pytest.raises(error, match=match):
+        ImportanceSampler(10, **kwargs)
+
+
+def test_bad_updates():
+    s = ImportanceSampler(10, tau=0.5, seed=0)
+    with pytest.raises(IndexError, match="out of range"):
+        s.update(torch.tensor([10]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="alike"):
+        s.update(torch.tensor([1, 2]), torch.tensor([1.0]))
+    with pytest.raises(TypeError, match="int64"):
+        s.update(torch.tensor([1.0]), torch.tensor([1.0]))
+    callable_tau = ImportanceSampler(10, tau=lambda e: 2.0 if e > 0 else 0.0, seed=0)
+    with pytest.raises(ValueError, match=r"tau must be in \[0, 1\], got 2.0"):
+        callable_tau.set_epoch(1)
+
+
+def test_seed_from_torch_manual_seed():
+    torch.manual_seed(0)
+    a = ImportanceSampler(1000, tau=0.0)
+    torch.manual_seed(0)
+    b = ImportanceSampler(1000, tau=0.0)
+    a.set_epoch(0)
+    b.set_epoch(0)
+    assert list(a) == list(b)
+
+
+def test_dataset_size_from_dataset():
+    s = ImportanceSampler(IndexedDataset(list(range(17))), tau=0.0, seed=0)
+    s.set_epoch(0)
+    assert len(s) == 17 and len(list(s)) == 17
