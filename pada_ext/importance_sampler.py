@@ -38,7 +38,8 @@ class ImportanceSampler(Sampler[int]):
         data_source: the dataset (anything with ``len``) or its size N.
         num_samples: indices per epoch over all ranks (default N).
         epochs: number of training epochs (needed by the linear schedules).
-        tau: schedule of tau: ``"linear"`` (``epoch / epochs``, the paper's),
+        tau: schedule of tau: ``"linear"`` (``epoch / epochs``, as the paper
+            describes it; :meth:`paper` has the code's one-epoch lag),
             ``"linear_decrease"``, a constant, or a callable ``epoch -> tau``.
         rule: how repeated scores of an entry combine: ``"paper"`` (the authors':
             the first visit in an epoch stores the value, a repeat in the same
@@ -145,9 +146,17 @@ class ImportanceSampler(Sampler[int]):
     # -- configuration that reproduces the authors' data sampling ---------------
     @classmethod
     def paper(cls, data_source, epochs: int, **kwargs):
-        """The authors' DA: per-sample scores, their averaging rule, scores reset
-        every epoch, tau = epoch / epochs, N draws with replacement per epoch."""
-        return cls(data_source, epochs=epochs, tau="linear", rule="paper", **kwargs)
+        """The authors' DA, exactly: per-sample scores, their averaging rule,
+        scores restarted every epoch, N draws with replacement per epoch, and
+        their timing of tau: the draw for epoch e is built at the end of epoch
+        e - 1 with tau = (e - 1) / epochs, so epochs 0 and 1 are both uniform.
+        (Their first-visit test is ``score != 0``; here it is "visited", which
+        differs only for a gradient norm of exactly 0.)"""
+        if epochs is None or epochs <= 0:
+            raise ValueError("ImportanceSampler.paper needs the number of epochs")
+        return cls(
+            data_source, epochs=epochs, tau=lambda e: max(e - 1, 0) / epochs, rule="paper", **kwargs
+        )
 
     # -- scores ------------------------------------------------------------------
     def _place(self, device: torch.device):

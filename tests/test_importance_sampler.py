@@ -266,7 +266,9 @@ def test_paper_configuration_replays_the_authors_rule():
     for epoch in range(epochs):
         s.set_epoch(epoch)
         if epoch > 0:
-            want = authors_epoch(recorded[-1], n, epoch / epochs)
+            # Their code builds epoch e's draw at the end of epoch e - 1, with
+            # the tau of that epoch: (e - 1) / epochs.
+            want = authors_epoch(recorded[-1], n, (epoch - 1) / epochs)
             torch.testing.assert_close(
                 s.distribution(), torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=1e-9
             )
@@ -281,7 +283,7 @@ def test_paper_configuration_replays_the_authors_rule():
         recorded.append(batches)
     # And the draws follow that distribution.
     s.set_epoch(epochs)
-    want = torch.tensor(authors_epoch(recorded[-1], n, 1.0), dtype=torch.float64)
+    want = torch.tensor(authors_epoch(recorded[-1], n, (epochs - 1) / epochs), dtype=torch.float64)
     big = ImportanceSampler.paper(n, epochs=epochs, num_samples=300_000, seed=11)
     big.load_state_dict(s.state_dict())
     assert counts_p_value(torch.tensor(list(big)), want) > P_MIN
