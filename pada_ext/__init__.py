@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - depends on how the package was in
 from . import fake, ops  # noqa: E402,F401
 from .importance_sampler import ImportanceSampler  # noqa: E402
 from .indexed_dataset import IndexedDataset  # noqa: E402
+from .path_sampler import PathSampler  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ImportanceSampler", "IndexedDataset", "ops"]
+__all__ = ["ImportanceSampler", "IndexedDataset", "PathSampler", "ops"]

@@ -1,0 +1,337 @@
+"""PathSampler: path importance sampling (the PA of PA&DA) for SPOS supernets."""
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import _distributed, ops
+from .schedules import ScheduleSpec, make_schedule
+
+# rule: (decay, restart every epoch)
+RULES = {
+    "paper": (0.5, True),  # s <- (s + step) / 2 from s = 0 each epoch (the authors')
+    "ema": (0.9, False),  # first step stores, then s <- decay s + (1 - decay) step
+    "mean": (None, True),  # the mean of the epoch's steps
+}
+NORMS = ("l2", "paper")
+_CACHE_SIZE = 4096
+
+
+class PathSampler:
+    """Draws SPOS paths (one candidate op per decision) from
+    ``p = delta * score / sum(score) + (1 - delta) / K`` and learns the scores
+    from the gradients of the ops on each trained path.
+
+    Usage, per step: ``path = sampler.sample()``; forward/backward on that path;
+    (clip, ``optimizer.step()``); ``sampler.record(path)``. Per epoch:
+    ``sampler.set_epoch(epoch)`` at its start. :meth:`record` reads the
+    gradients of every op on the path with one fused kernel
+    (:func:`pada_ext.ops.grouped_grad_norm`) and updates the scores on the
+    parameters' device with no host sync.
+
+    Args:
+        edges: the decisions of the search space, in path order. Each is an
+            ``nn.ModuleList`` of its K candidate ops (in op order), or a list of
+            such ModuleLists that share the decision (e.g. the same edge of every
+            cell, as NAS-Bench-201 supernets draw one op per edge for all cells).
+            Parameter-free ops are allowed: they never score, so they keep the
+            uniform share only.
+        epochs: number of training epochs (needed by the linear schedules).
+        delta: schedule of delta: ``"linear"`` (``epoch / epochs``),
+            ``"linear_decrease"``, a constant, or a callable.
+        shared: one distribution shared by all decisions (the authors' choice)
+            or one per decision.
+        update: ``"epoch"`` (the distribution changes at :meth:`set_epoch`, the
+            authors' choice) or ``"step"`` (after every :meth:`record`; reads the
+            scores back to the host each step). Table 4 of the paper compares both.
+        norm: a step's score of an op: ``"l2"`` (the L2 norm of all its gradient
+            elements on the path; with a shared distribution, the root mean square
+            over the decisions that chose it) or ``"paper"`` (the authors': the sum
+            over its instances and parameters of each gradient tensor's L2 norm,
+            divided by the number of decisions that chose it).
+        rule: how step scores combine: ``"paper"`` (``s <- (s + step) / 2``,
+            starting from 0 every epoch), ``"ema"`` (kept across epochs) or
+            ``"mean"`` (the mean over the epoch's steps).
+        decay: the decay of ``"ema"``.
+        seed: seed of the path generator. Default: drawn from torch's default
+            generator (rank 0's when distributed, so every rank draws the same paths).
+    """
+
+    def __init__(
+        self,
+        edges: Sequence,
+        *,
+        epochs: Optional[int] = None,
+        delta: ScheduleSpec = "linear",
+        shared: bool = True,
+        update: str = "epoch",
+        norm: str = "l2",
+        rule: str = "ema",
+        decay: Optional[float] = None,
+        seed: Optional[int] = None,
+    ):
+        self.decisions = [_instances(e, k) for k, e in enumerate(edges)]
+        if not self.decisions:
+            raise ValueError("PathSampler needs at least one decision (edge)")
+        widths = {len(m) for inst in self.decisions for m in inst}
+        if len(widths) != 1:
+            raise ValueError(f"every edge needs the same number of candidate ops, got {widths}")
+        self.num_ops = widths.pop()
+        if self.num_ops < 1:
+            raise ValueError("an edge has no candidate op")
+        if update not in ("epoch", "step"):
+            raise ValueError(f"update must be 'epoch' or 'step', got {update!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
+        default_decay, self.restart_every_epoch = RULES[rule]
+        if decay is not None and rule != "ema":
+            raise ValueError(f"decay applies to rule='ema' only (rule={rule!r})")
+        self.decay = default_decay if decay is None else float(decay)
+        if rule == "ema" and not 0.0 < self.decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.shared, self.update, self.norm, self.rule = shared, update, norm, rule
+        self.epochs = epochs
+        self._delta = make_schedule(delta, epochs, "delta")
+
+        # Parameters of (decision k, op j) over all instances, in a fixed order.
+        self._params = [
+            [[p for inst in insts for p in inst[j].parameters()] for j in range(self.num_ops)]
+            for insts in self.decisions
+        ]
+        devices = {p.device for ps in self._params for plist in ps for p in plist}
+        if len(devices) > 1:
+            raise ValueError(f"the candidate ops' parameters are on several devices: {devices}")
+        self.device = devices.pop() if devices else torch.device("cpu")
+        rows = 1 if shared else len(self.decisions)
+        self.scores = torch.zeros(rows, self.num_ops, device=self.device)
+        self.seen = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
+        self.count = torch.zeros(rows, self.num_ops, device=self.device)
+        self.probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
+        self.seed = _distributed.shared_seed(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.epoch = 0
+        self.delta = self._delta(0)
+        self._applied_epoch = None
+        self._plans = OrderedDict()  # path -> precomputed grouping, LRU
+
+    @classmethod
+    def paper(cls, edges, epochs: int, **kwargs):
+        """The authors' PA, exactly: one distribution for all edges, updated per
+        epoch; per step, the sum of the conv weight and bias gradient norms of
+        each op over the path's cells, divided by the number of edges that chose
+        it, averaged into the op's score as (s + step) / 2 from 0 every epoch;
+        and their timing of delta: the distribution for epoch e is built at the
+        end of epoch e - 1 with delta = (e - 1) / epochs (epochs 0, 1 uniform)."""
+        if epochs is None or epochs <= 0:
+            raise ValueError("PathSampler.paper needs the number of epochs")
+        return cls(
+            edges,
+            epochs=epochs,
+            delta=lambda e: max(e - 1, 0) / epochs,
+            shared=True,
+            update="epoch",
+            norm="paper",
+            rule="paper",
+            **kwargs,
+        )
+
+    # -- sampling -----------------------------------------------------------------
+    def sample(self) -> list:
+        """One op index per decision, drawn from the current distribution."""
+        d = len(self.decisions)
+        if self.shared:
+            draw = ops.sample_with_replacement(self.probs[0], d, generator=self.generator)
+        else:
+            u = torch.rand(d, 1, dtype=torch.float64, generator=self.generator)
+            cdf = self.probs.cumsum(1)
+            draw = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=self.num_ops - 1)
+        return draw.flatten().tolist()
+
+    # -- scores -------------------------------------------------------------------
+    def _plan(self, path: tuple):
+        """Grouping of the path's parameters for the fused norm, cached per path."""
+        plan = self._plans.get(path)
+        if plan is not None:
+            self._plans.move_to_end(path)
+            return plan
+        rows = 1 if self.shared else len(self.decisions)
+        params, groups = [], []
+        on_path = torch.zeros(rows, self.num_ops, dtype=torch.bool)
+        uses = torch.zeros(self.num_ops)
+        for k, j in enumerate(path):
+            uses[j] += 1
+            plist = self._params[k][j]
+            if plist:
+                on_path[0 if self.shared else k, j] = True
+            for p in plist:
+                params.append(p)
+                # l2: a group per (row, op); paper: a group per tensor.
+                groups.append(
+                    len(groups)
+                    if self.norm == "paper"
+                    else (j if self.shared else k * self.num_ops + j)
+                )
+        cell = [0 if self.shared else k for k, _ in enumerate(path)]
+        owner = torch.tensor(  # the (row, op) cell of each tensor, for the paper norm
+            [cell[k] * self.num_ops + j for k, j in enumerate(path) for _ in self._params[k][j]],
+            dtype=torch.int64,
+        )
+        divisor = uses.clamp_min(1.0) if self.shared else torch.ones(self.num_ops)
+        plan = {
+            "params": params,
+            "groups": torch.tensor(groups, dtype=torch.int64),
+            "num_groups": len(groups) if self.norm == "paper" else rows * self.num_ops,
+            "owner": owner.to(self.device),
+            "on_path": on_path.to(self.device),
+            "divisor": divisor.to(self.device),
+        }
+        self._plans[path] = plan
+        if len(self._plans) > _CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def step_scores(self, path) -> torch.Tensor:
+        """The score of each op on `path` from the current gradients, [rows, K]."""
+        path = self._check_path(path)
+        plan = self._plan(path)
+        rows = self.scores.shape[0]
+        params, groups = plan["params"], plan["groups"]
+        keep = [i for i, p in enumerate(params) if p.grad is not None]
+        if len(keep) != len(params):  # a missing gradient counts as zero
+            params = [params[i] for i in keep]
+            groups = groups[keep]
+        grads = [p.grad for p in params]
+        if self.norm == "paper":
+            norms = ops.grouped_grad_norm(grads, groups, plan["num_groups"])
+            step = torch.zeros(rows * self.num_ops, device=self.device)
+            if norms.numel():  # groups are the tensors; missing ones stay 0
+                step.index_add_(0, plan["owner"], norms.to(self.device))
+            step = step.view(rows, self.num_ops) / plan["divisor"]
+        else:
+            sq = ops.grouped_grad_norm(grads, groups, plan["num_groups"], squared=True)
+            sq = (
+                sq.to(self.device).view(rows, self.num_ops)
+                if grads
+                else torch.zeros(rows, self.num_ops, device=self.device)
+            )
+            step = (sq / plan["divisor"]).sqrt()
+        return torch.where(plan["on_path"], step, torch.zeros_like(step))
+
+    def record(self, path) -> None:
+        """Credits the gradients now in ``.grad`` to the ops of `path` (no host sync)."""
+        step = self.step_scores(path)
+        on_path = self._plans[tuple(int(j) for j in path)]["on_path"]
+        finite = torch.isfinite(step)
+        if self.rule == "paper":
+            mask = finite & (step != 0)
+            self.scores = torch.where(mask, (self.scores + step) / 2, self.scores)
+        elif self.rule == "ema":
+            mask = finite & on_path
+            mixed = self.decay * self.scores + (1 - self.decay) * step
+            self.scores = torch.where(mask, torch.where(self.seen, mixed, step), self.scores)
+        else:  # mean
+            mask = finite & on_path
+            self.count = self.count + mask
+            self.scores = torch.where(
+                mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
+            )
+        self.seen = self.seen | mask
+        if self.update == "step":
+            self._refresh(self.delta)
+
+    # -- distribution ---------------------------------------------------------------
+    def _refresh(self, delta: float) -> None:
+        _distributed.merge_visited_mean(self.scores, self.seen)
+        s = self.scores.detach().to("cpu", torch.float64)
+        total = s.sum(1, keepdim=True)
+        importance = torch.where(total > 0, s / total.clamp_min(1e-300), 1.0 / self.num_ops)
+        self.probs = delta * importance + (1.0 - delta) / self.num_ops
+
+    def set_epoch(self, epoch: int) -> None:
+        """Starts `epoch`: merges the ranks' scores, rebuilds the distribution
+        with this epoch's delta and restarts the scores if the rule says so.
+        Calling it again for the epoch already started changes nothing."""
+        if epoch == self._applied_epoch:
+            return
+        self.epoch = int(epoch)
+        self.delta = self._delta(self.epoch)
+        self._refresh(self.delta)
+        if self.restart_every_epoch:
+            self.scores = torch.zeros_like(self.scores)
+            self.seen = torch.zeros_like(self.seen)
+            self.count = torch.zeros_like(self.count)
+        self._applied_epoch = self.epoch
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """The current distribution: [1, K] when shared, else [decisions, K] (float64, CPU)."""
+        return self.probs
+
+    def _check_path(self, path) -> tuple:
+        path = tuple(int(j) for j in path)
+        if len(path) != len(self.decisions):
+            raise ValueError(f"a path has {len(self.decisions)} ops, got {len(path)}")
+        for k, j in enumerate(path):
+            if not 0 <= j < self.num_ops:
+                raise ValueError(f"path[{k}] = {j} is not an op index in [0, {self.num_ops})")
+        return path
+
+    # -- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "config": (
+                self.shared,
+                self.update,
+                self.norm,
+                self.rule,
+                self.decay,
+                self.num_ops,
+                len(self.decisions),
+            ),
+            "scores": self.scores.cpu(),
+            "seen": self.seen.cpu(),
+            "count": self.count.cpu(),
+            "probs": self.probs.clone(),
+            "seed": self.seed,
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "applied_epoch": self._applied_epoch,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = (
+            self.shared,
+            self.update,
+            self.norm,
+            self.rule,
+            self.decay,
+            self.num_ops,
+            len(self.decisions),
+        )
+        if tuple(state["config"]) != mine:
+            raise ValueError(
+                f"state_dict was saved by a PathSampler configured as "
+                f"{tuple(state['config'])}, this one is {mine}"
+            )
+        self.scores = state["scores"].to(self.device)
+        self.seen = state["seen"].to(self.device)
+        self.count = state["count"].to(self.device)
+        self.probs = state["probs"].clone()
+        self.seed = int(state["seed"])
+        self.generator.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        self._applied_epoch = state["applied_epoch"]
+        self.delta = self._delta(self.epoch)
+
+
+def _instances(edge, k):
+    if isinstance(edge, nn.ModuleList):
+        return [edge]
+    if isinstance(edge, Sequence) and edge and all(isinstance(m, nn.ModuleList) for m in edge):
+        return list(edge)
+    raise TypeError(f"edges[{k}] must be an nn.ModuleList of candidate ops or a list of them")
