@@ -9,3 +9,27 @@ def _sample_with_replacement_fake(weights, num_samples, seed):
     torch._check(weights.dim() == 1, lambda: "weights must be 1-D")
     torch._check(num_samples >= 0, lambda: "num_samples must be >= 0")
     return weights.new_empty((num_samples,), dtype=torch.int64)
+
+
+def _grouped_device(tensors, group_index):
+    return tensors[0].device if tensors else group_index.device
+
+
+@torch.library.register_fake("pada::grouped_grad_norm")
+def _grouped_grad_norm_fake(tensors, group_index, num_groups, squared=False):
+    torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
+    torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
+    device = _grouped_device(tensors, group_index)
+    return torch.empty((num_groups,), dtype=torch.float32, device=device)
+
+
+@torch.library.register_fake("pada::grouped_sq_norm_accumulate_")
+def _grouped_sq_norm_accumulate_fake(tensors, group_index, table):
+    torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
+    torch._check(table.dtype == torch.float32, lambda: "table must be float32")
+
+
+@torch.library.register_fake("pada::segment_grad_norm")
+def _segment_grad_norm_fake(flat, offsets, group_of_segment, num_groups, squared=False):
+    torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
+    return flat.new_empty((num_groups,), dtype=torch.float32)
