@@ -12,6 +12,12 @@ def _sample_with_replacement_fake(weights, num_samples, seed):
 
 
 def _grouped_device(tensors, group_index):
+    for i, t in enumerate(tensors):
+        if t.device != tensors[0].device:
+            raise RuntimeError(
+                f"all tensors must be on one device; tensors[{i}] is on {t.device} "
+                f"but tensors[0] is on {tensors[0].device}"
+            )
     return tensors[0].device if tensors else group_index.device
 
 
@@ -26,6 +32,7 @@ def _grouped_grad_norm_fake(tensors, group_index, num_groups, squared=False):
 @torch.library.register_fake("pada::grouped_sq_norm_accumulate_")
 def _grouped_sq_norm_accumulate_fake(tensors, group_index, table):
     torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
+    _grouped_device(tensors, group_index)
     torch._check(table.dtype == torch.float32, lambda: "table must be float32")
 
 

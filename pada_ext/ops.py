@@ -149,7 +149,7 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     device = tensors[0].device if tensors else group_index.device
     backend = _dispatch.resolve_backend(op, backend, device)
     if backend == "native":
-        return torch.ops.pada.grouped_grad_norm(tensors, group_index, num_groups, squared)
+        return torch.ops.pada.grouped_grad_norm.default(tensors, group_index, num_groups, squared)
     _check_grouped_args(op, tensors, group_index, num_groups)
     if backend == "triton":
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
@@ -170,7 +170,7 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
     group_index = _as_index("group_index", group_index)
     backend = _dispatch.resolve_backend(op, backend, table.device)
     if backend == "native":
-        torch.ops.pada.grouped_sq_norm_accumulate_(tensors, group_index, table)
+        torch.ops.pada.grouped_sq_norm_accumulate_.default(tensors, group_index, table)
         return table
     _check_grouped_args(op, tensors, group_index, table.numel())
     if backend == "triton":
@@ -195,7 +195,7 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     if backend == "triton":
         raise RuntimeError(f"pada_ext.ops.{op}: no Triton kernel; use backend='native'")
     if backend == "native":
-        return torch.ops.pada.segment_grad_norm(
+        return torch.ops.pada.segment_grad_norm.default(
             flat, offsets, group_of_segment, num_groups, squared
         )
     return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)
