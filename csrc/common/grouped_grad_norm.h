@@ -105,7 +105,6 @@ PADA_HD float finish_value(double total, float previous, int finish) {
 }  // namespace gnorm
 }  // namespace pada
 
-#if !defined(__CUDA_ARCH__)
 // Host side, shared by the CPU and CUDA entry points; defined in
 // csrc/cpu/grouped_grad_norm.cpp. Builds the chunk table after checking the
 // arguments (the errors users see come from here).
@@ -138,4 +137,3 @@ void check_table(const char* op, const at::Tensor& table, const at::Device& devi
 
 }  // namespace gnorm
 }  // namespace pada
-#endif
