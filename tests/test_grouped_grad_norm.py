@@ -1,12 +1,17 @@
 """grouped_grad_norm, grouped_sq_norm_accumulate_ and segment_grad_norm against
 the _foreach_norm reference, plus determinism, opcheck, torch.compile and errors."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from conftest import requires_triton, triton_device
 
 from pada_ext import ops
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {"rtol": 2e-5, "atol": 1e-6}
 
@@ -207,3 +212,26 @@ def test_triton_opcheck():
         torch.ops.pada_triton.grouped_sq_norm_accumulate_.default,
         (tensors, gi, torch.zeros(2, device=device)),
     )
+
+
+@requires_triton
+@pytest.mark.triton
+def test_triton_aot_compiles_for_sm90():
+    # Triton's interpreter is chosen per process: compile in one without it.
+    code = (
+        "import triton\n"
+        "from triton.backends.compiler import GPUTarget\n"
+        "from pada_ext.triton.grouped_grad_norm import aot_specs\n"
+        "for s in aot_specs():\n"
+        "    src = triton.compiler.ASTSource(\n"
+        "        fn=s['kernel'], signature=s['signature'], constexprs=s['constexprs'])\n"
+        "    k = triton.compile(src, target=GPUTarget('cuda', 90, 32))\n"
+        "    assert k.asm['cubin'], s['name']\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
