@@ -15,4 +15,19 @@ TORCH_LIBRARY(pada, m) {
   m.def(
       "importance_update_(Tensor(a!) scores, Tensor(b!) visited, Tensor(c!) status, "
       "Tensor index, Tensor values, float decay) -> ()");
+
+  // Per-group L2 norms (or, with squared, sums of squares) of many tensors in
+  // one pass, as float32[num_groups]; tensors[i] belongs to group
+  // group_index[i]. group_index is a CPU int64 tensor: it is read on the host
+  // to build the chunk table, so CUDA inputs need no host sync.
+  m.def(
+      "grouped_grad_norm(Tensor[] tensors, Tensor group_index, int num_groups, "
+      "bool squared=False) -> Tensor");
+  // table[g] += sum of squares of the tensors of group g (num_groups = table.numel()).
+  m.def(
+      "grouped_sq_norm_accumulate_(Tensor[] tensors, Tensor group_index, Tensor(a!) table) -> ()");
+  // The same over segments [offsets[s], offsets[s + 1]) of one flat buffer.
+  m.def(
+      "segment_grad_norm(Tensor flat, Tensor offsets, Tensor group_of_segment, int num_groups, "
+      "bool squared=False) -> Tensor");
 }

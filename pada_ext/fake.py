@@ -15,3 +15,34 @@ def _sample_with_replacement_fake(weights, num_samples, seed):
 def _importance_update_fake(scores, visited, status, index, values, decay):
     torch._check(index.numel() == values.numel(), lambda: "one value per index")
     return None
+
+
+def _grouped_device(tensors, group_index):
+    for i, t in enumerate(tensors):
+        if t.device != tensors[0].device:
+            raise RuntimeError(
+                f"all tensors must be on one device; tensors[{i}] is on {t.device} "
+                f"but tensors[0] is on {tensors[0].device}"
+            )
+    return tensors[0].device if tensors else group_index.device
+
+
+@torch.library.register_fake("pada::grouped_grad_norm")
+def _grouped_grad_norm_fake(tensors, group_index, num_groups, squared=False):
+    torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
+    torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
+    device = _grouped_device(tensors, group_index)
+    return torch.empty((num_groups,), dtype=torch.float32, device=device)
+
+
+@torch.library.register_fake("pada::grouped_sq_norm_accumulate_")
+def _grouped_sq_norm_accumulate_fake(tensors, group_index, table):
+    torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
+    _grouped_device(tensors, group_index)
+    torch._check(table.dtype == torch.float32, lambda: "table must be float32")
+
+
+@torch.library.register_fake("pada::segment_grad_norm")
+def _segment_grad_norm_fake(flat, offsets, group_of_segment, num_groups, squared=False):
+    torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
+    return flat.new_empty((num_groups,), dtype=torch.float32)

@@ -13,10 +13,17 @@ import numbers
 import torch
 
 from . import _dispatch
+from .reference import grouped_grad_norm as _ggn_reference
 from .reference import importance_update as _iu_reference
 from .reference import sample_with_replacement as _swr_reference
 
-__all__ = ["importance_update_", "sample_with_replacement"]
+__all__ = [
+    "grouped_grad_norm",
+    "grouped_sq_norm_accumulate_",
+    "importance_update_",
+    "sample_with_replacement",
+    "segment_grad_norm",
+]
 
 
 def _check_sample_args(weights, num_samples):
@@ -111,3 +118,131 @@ def importance_update_(
         raise RuntimeError("importance_update_ has no Triton kernel; use backend='native'")
     else:
         torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))
+
+
+_NORM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _as_index(name, index):
+    """An index argument as the CPU int64 tensor the kernels read on the host."""
+    if not isinstance(index, torch.Tensor):
+        return torch.tensor(list(index), dtype=torch.int64)
+    if index.device.type != "cpu":
+        return index.cpu()  # a host sync; keep group indices on the CPU to avoid it
+    return index
+
+
+def _check_grouped_args(op, tensors, group_index, num_groups):
+    """The compiled kernels' checks, for the backends that have none of their own."""
+    if num_groups < 0:
+        raise ValueError(f"{op}: num_groups must be >= 0, got {num_groups}")
+    if group_index.dtype != torch.int64:
+        raise TypeError(f"{op}: group_index must be int64, got {group_index.dtype}")
+    if group_index.dim() != 1 or group_index.numel() != len(tensors):
+        raise ValueError(
+            f"{op}: group_index must be 1-D with {len(tensors)} entries, "
+            f"got shape {tuple(group_index.shape)}"
+        )
+    groups = group_index.tolist()
+    for i, t in enumerate(tensors):
+        if t.device != tensors[0].device:
+            raise RuntimeError(
+                f"{op}: all tensors must be on one device; tensors[{i}] is on {t.device} "
+                f"but tensors[0] is on {tensors[0].device}"
+            )
+        if t.dtype not in _NORM_DTYPES:
+            raise TypeError(
+                f"{op}: tensors[{i}] has dtype {t.dtype}; supported are float32, float16 "
+                "and bfloat16"
+            )
+        if not 0 <= groups[i] < num_groups:
+            raise IndexError(
+                f"{op}: group_index[{i}] = {groups[i]} (for tensors[{i}]) is out of range "
+                f"for num_groups = {num_groups}"
+            )
+
+
+def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backend=None):
+    """Per-group L2 norms of many tensors (e.g. the gradients of a path's ops).
+
+    One pass over all of them: one kernel launch (two on CUDA) and no host
+    sync, whatever the number of tensors; float32, float16 and bfloat16
+    (mixed in one list) are accumulated in float32 in a fixed order, so the
+    result does not depend on the thread count or the grid.
+
+    Args:
+        tensors: sequence of tensors on one device, any shapes and strides
+            (dense tensors in any dimension order are read in place; others
+            are copied).
+        group_index: group of each tensor: a CPU int64 tensor or a list of
+            ints. A CUDA tensor is copied to the host (a sync).
+        num_groups: length of the result (>= 0); empty groups give 0.
+        squared: return the sums of squares instead of their square roots.
+        backend: ``None``, ``"native"``, ``"triton"`` or ``"reference"``.
+
+    Returns:
+        float32 tensor of shape [num_groups] on the tensors' device (CPU for
+        an empty list).
+
+    Raises:
+        IndexError: a group index out of range (naming the tensor position).
+        ValueError: num_groups < 0, or group_index of the wrong length.
+        TypeError: an unsupported dtype.
+        RuntimeError: tensors on different devices.
+    """
+    op = "grouped_grad_norm"
+    tensors = list(tensors)
+    group_index = _as_index("group_index", group_index)
+    device = tensors[0].device if tensors else group_index.device
+    backend = _dispatch.resolve_backend(op, backend, device)
+    if backend == "native":
+        return torch.ops.pada.grouped_grad_norm.default(tensors, group_index, num_groups, squared)
+    _check_grouped_args(op, tensors, group_index, num_groups)
+    if backend == "triton":
+        from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
+
+        return torch.ops.pada_triton.grouped_grad_norm(tensors, group_index, num_groups, squared)
+    return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared)
+
+
+def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
+    """``table[g] += sum of squares of the tensors of group g``, in place, no host sync.
+
+    `table` is a contiguous 1-D float32 tensor on the tensors' device; its
+    length is the number of groups. Returns `table`. Arguments and errors as
+    in :func:`grouped_grad_norm`.
+    """
+    op = "grouped_sq_norm_accumulate_"
+    tensors = list(tensors)
+    group_index = _as_index("group_index", group_index)
+    backend = _dispatch.resolve_backend(op, backend, table.device)
+    if backend == "native":
+        torch.ops.pada.grouped_sq_norm_accumulate_.default(tensors, group_index, table)
+        return table
+    _check_grouped_args(op, tensors, group_index, table.numel())
+    if backend == "triton":
+        from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
+
+        torch.ops.pada_triton.grouped_sq_norm_accumulate_(tensors, group_index, table)
+        return table
+    return _ggn_reference.grouped_sq_norm_accumulate_(tensors, group_index, table)
+
+
+def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=False, backend=None):
+    """Per-group L2 norms of the segments ``flat[offsets[s]:offsets[s + 1]]``.
+
+    For gradients kept as views into one flat buffer (as DDP buckets do): no
+    tensor list to walk. `offsets` (S + 1 entries, non-decreasing) and
+    `group_of_segment` (S entries) are CPU int64 tensors or lists of ints.
+    """
+    op = "segment_grad_norm"
+    offsets = _as_index("offsets", offsets)
+    group_of_segment = _as_index("group_of_segment", group_of_segment)
+    backend = _dispatch.resolve_backend(op, backend, flat.device)
+    if backend == "triton":
+        raise RuntimeError(f"pada_ext.ops.{op}: no Triton kernel; use backend='native'")
+    if backend == "native":
+        return torch.ops.pada.segment_grad_norm.default(
+            flat, offsets, group_of_segment, num_groups, squared
+        )
+    return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)

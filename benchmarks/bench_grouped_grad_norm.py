@@ -1,0 +1,168 @@
+"""Per-call cost of the per-op gradient norms of one NAS-Bench-201 path.
+
+The gradients are those PA scores: the conv weight and bias of every edge of
+the path in each of the 15 search cells (C = 16, 32, 64 over the 3 stages; the
+reduction blocks are not scored). NB201's ReLUConvBN has bias=True because its
+BatchNorm is affine=False. The default path has 3 nor_conv_3x3 and 3
+nor_conv_1x1 edges: 180 tensors, ~0.81M elements, grouped by op (5 groups).
+
+Usage (from the repository root, after build_ext --inplace or an install):
+    PYTHONPATH=. python benchmarks/bench_grouped_grad_norm.py [--device cuda] [--threads 2]
+Writes a table to stdout and JSON to benchmarks/results/<name>.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+import pada_ext  # noqa: F401
+from pada_ext import ops
+
+NUM_OPS = 5  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
+KERNEL = {2: 1, 3: 3}
+
+
+def nb201_path_grads(path, device, dtype, seed=0):
+    """Gradient-like tensors of the conv edges of `path`, and each one's op."""
+    gen = torch.Generator().manual_seed(seed)
+    grads, ops_of = [], []
+    for c in (16, 32, 64):
+        for _cell in range(5):
+            for op in path:
+                if op not in KERNEL:
+                    continue
+                k = KERNEL[op]
+                for shape in ((c, c, k, k), (c,)):
+                    g = torch.randn(shape, generator=gen) * 1e-2
+                    grads.append(g.to(device=device, dtype=dtype))
+                    ops_of.append(op)
+    return grads, ops_of
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(fn, device, repeats, inner):
+    """Min over `repeats` of the mean time of `inner` back-to-back calls, in us."""
+    fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        sync(device)
+        best = min(best, (time.perf_counter() - t0) / inner)
+    return best * 1e6
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--path", default="3,3,3,2,2,2", help="op of each of the 6 edges")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--inner", type=int, default=20)
+    parser.add_argument("--name", default=None, help="JSON file name (default: from options)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    path = [int(x) for x in args.path.split(",")]
+    grads, ops_of = nb201_path_grads(path, device, dtype)
+    numel = sum(g.numel() for g in grads)
+    gi = torch.tensor(ops_of, dtype=torch.int64)
+    gi_dev = gi.to(device)
+    per_tensor = torch.arange(len(grads), dtype=torch.int64)
+
+    # The same gradients as views into one flat buffer, as DDP buckets keep them.
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    offsets = torch.tensor([0] + [g.numel() for g in grads], dtype=torch.int64).cumsum(0)
+    table = torch.zeros(NUM_OPS, dtype=torch.float32, device=device)
+
+    def authors_loop():
+        # One host sync per tensor, then a Python sum per op.
+        out = [0.0] * NUM_OPS
+        for g, op in zip(grads, ops_of):
+            out[op] += g.norm().item()
+        return out
+
+    def foreach_grouped():
+        norms = torch._foreach_norm(grads)
+        sq = torch.zeros(NUM_OPS, dtype=torch.float32, device=device)
+        return sq.index_add_(0, gi_dev, torch.stack(norms).float().square()).sqrt()
+
+    cases = [
+        ("authors: loop of norm().item()", authors_loop),
+        ("torch._foreach_norm + index_add", foreach_grouped),
+        ("ops.grouped_grad_norm", lambda: ops.grouped_grad_norm(grads, gi, NUM_OPS)),
+        (
+            "torch.ops.pada.grouped_grad_norm",
+            lambda: torch.ops.pada.grouped_grad_norm(grads, gi, NUM_OPS, False),
+        ),
+        (
+            "ops.grouped_sq_norm_accumulate_",
+            lambda: ops.grouped_sq_norm_accumulate_(grads, gi, table),
+        ),
+        (
+            "ops.grouped_grad_norm, per tensor",
+            lambda: ops.grouped_grad_norm(grads, per_tensor, len(grads)),
+        ),
+        (
+            "ops.segment_grad_norm (flat buffer)",
+            lambda: ops.segment_grad_norm(flat, offsets, gi, NUM_OPS),
+        ),
+        ("floor: torch.dot(flat, flat)", lambda: torch.dot(flat, flat)),
+    ]
+    if dtype != torch.float32:
+        cases[-1] = ("floor: torch.dot(flat, flat) (float32)", lambda: torch.dot(flat32, flat32))
+        flat32 = flat.float()
+
+    results = {}
+    for name, fn in cases:
+        results[name] = bench(fn, device, args.repeats, args.inner)
+    floor = results[cases[-1][0]]
+    ours = results["ops.grouped_grad_norm"]
+
+    print(
+        f"{len(grads)} tensors, {numel} elements, {args.dtype}, {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print(f"{'method':42s} {'us/call':>10s} {'vs ours':>8s} {'vs floor':>9s}")
+    for name, us in results.items():
+        print(f"{name:42s} {us:10.1f} {us / ours:8.2f} {us / floor:9.2f}")
+
+    name = args.name or f"grouped_grad_norm_{device.type}_{args.dtype}_{args.threads}t"
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(out_dir, exist_ok=True)
+    record = {
+        "benchmark": "grouped_grad_norm",
+        "device": str(device),
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "num_tensors": len(grads),
+        "numel": numel,
+        "path": path,
+        "repeats": args.repeats,
+        "inner": args.inner,
+        "us_per_call": results,
+        "speedup_vs_authors": results[cases[0][0]] / ours,
+        "speedup_vs_foreach": results[cases[1][0]] / ours,
+        "ratio_to_floor": ours / floor,
+    }
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump(record, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
