@@ -5,6 +5,7 @@ TRITON_INTERPRET must be set before any kernel is defined, hence here.
 """
 
 import os
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pada_ext  # noqa: E402,F401  (registers the operators)
+
+# The end-to-end package (python/pada_nas) is tested from the source tree.
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -1,0 +1,276 @@
+"""pada_ext.PathSampler on a NAS-Bench-201-style supernet: the authors' rule,
+the other rules and norms, sampling statistics, checkpoints, distributed use."""
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from pada_nas.nb201 import CONV_OPS, Supernet
+from scipy import stats
+
+from pada_ext import PathSampler
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # A tiny supernet gains nothing from threads, and on a busy machine each
+    # parallel region can wait milliseconds for the second core.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_supernet(seed=0, cells=2):
+    torch.manual_seed(seed)
+    return Supernet(channels=4, cells=cells, num_classes=3)
+
+
+def backward(model, path, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 3, 8, 8, generator=g)
+    y = torch.randint(3, (6,), generator=g)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x, path), y).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+
+
+def authors_step(model, path, scores):
+    """The authors' per-step path rule, restated in plain Python: for every cell
+    and edge of the path whose op is a conv, the norms of the conv weight's and
+    bias's gradients; per op, their sum over cells divided by the number of edges
+    that use the op; a nonzero result is averaged into the op's score."""
+    per_op = [0.0] * 5
+    for cell in model.cells:
+        for k, op in enumerate(path):
+            if op in CONV_OPS:
+                conv = cell.edges[k][op][1]
+                per_op[op] += conv.weight.grad.norm().item() + conv.bias.grad.norm().item()
+    for op in range(5):
+        if per_op[op] != 0.0:
+            scores[op] = (scores[op] + per_op[op] / path.count(op)) / 2
+    return scores
+
+
+def test_paper_configuration_replays_the_authors_rule():
+    model = tiny_supernet()
+    epochs = 4
+    sampler = PathSampler.paper(model.decisions(), epochs=epochs, seed=3)
+    expected = [0.0] * 5
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        if epoch > 0:  # built at the end of the last epoch, with its delta
+            delta = (epoch - 1) / epochs
+            s = torch.tensor(expected, dtype=torch.float64)
+            want = delta * s / s.sum() + (1 - delta) / 5
+            torch.testing.assert_close(sampler.probabilities[0], want, rtol=1e-5, atol=1e-7)
+        expected = [0.0] * 5  # the authors restart the scores every epoch
+        for step in range(5):
+            path = sampler.sample()
+            backward(model, path, seed=100 * epoch + step)
+            sampler.record(path)
+            expected = authors_step(model, path, expected)
+            torch.testing.assert_close(
+                sampler.scores[0], torch.tensor(expected, dtype=torch.float32), rtol=1e-5, atol=1e-7
+            )
+    # Parameter-free ops never score: they keep the uniform share only.
+    assert sampler.scores[0, [0, 1, 4]].eq(0).all()
+
+
+def test_l2_norm_is_the_rms_over_the_edges_that_chose_the_op():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=1.0, norm="l2", rule="mean", seed=0)
+    path = [3, 2, 3, 0, 1, 4]
+    backward(model, path, seed=1)
+    step = sampler.step_scores(path)[0]
+    want = torch.zeros(5, dtype=torch.float64)
+    for op in CONV_OPS:
+        uses = [k for k, j in enumerate(path) if j == op]
+        sq = sum(
+            p.grad.double().square().sum()
+            for k in uses
+            for cell in model.cells
+            for p in cell.edges[k][op].parameters()
+        )
+        want[op] = (sq / len(uses)).sqrt()
+    torch.testing.assert_close(step.double(), want, rtol=1e-5, atol=1e-8)
+
+
+def test_per_edge_distributions():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), shared=False, delta=1.0, rule="mean", seed=0)
+    path = [2, 3, 0, 1, 4, 2]
+    backward(model, path, seed=2)
+    sampler.record(path)
+    sampler.set_epoch(1)
+    probs = sampler.probabilities
+    assert probs.shape == (6, 5)
+    # Edges whose chosen op has parameters put all the mass on it (delta = 1);
+    # the others have no score and stay uniform.
+    for k, j in enumerate(path):
+        if j in CONV_OPS:
+            assert probs[k, j] == 1.0
+        else:
+            torch.testing.assert_close(probs[k], torch.full((5,), 0.2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("rule", ["ema", "mean", "paper"])
+def test_rules(rule):
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=0.5, rule=rule, seed=0)
+    path = [3, 3, 3, 3, 3, 3]
+    steps = []
+    for seed in range(3):
+        backward(model, path, seed)
+        steps.append(float(sampler.step_scores(path)[0, 3]))
+        sampler.record(path)
+    got = float(sampler.scores[0, 3])
+    if rule == "ema":
+        want = 0.9 * (0.9 * steps[0] + 0.1 * steps[1]) + 0.1 * steps[2]
+    elif rule == "mean":
+        want = sum(steps) / 3
+    else:
+        want = ((steps[0] / 2 + steps[1]) / 2 + steps[2]) / 2
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_update_per_step_changes_the_distribution_at_once():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=1.0, update="step", seed=0)
+    sampler.set_epoch(0)
+    path = [2, 2, 2, 2, 2, 2]
+    backward(model, path, seed=0)
+    sampler.record(path)
+    assert sampler.probabilities[0, 2] == 1.0
+
+
+def test_samples_follow_the_distribution():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=0.6, rule="ema", seed=5)
+    sampler.scores = torch.tensor([[0.0, 0.0, 1.0, 3.0, 0.0]])
+    sampler.seen = sampler.scores > 0
+    sampler.set_epoch(1)
+    want = 0.6 * torch.tensor([0, 0, 0.25, 0.75, 0], dtype=torch.float64) + 0.4 / 5
+    torch.testing.assert_close(sampler.probabilities[0], want)
+    counts = torch.zeros(5)
+    for _ in range(3000):
+        counts += torch.bincount(torch.tensor(sampler.sample()), minlength=5)
+    assert stats.chisquare(counts.numpy(), (want * counts.sum()).numpy()).pvalue > 1e-4
+
+
+def test_record_does_not_sync_with_the_host(monkeypatch):
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0)
+    path = [3, 2, 1, 3, 0, 4]
+    backward(model, path, seed=0)
+    sampler.record(path)  # warm the per-path plan
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("record() read a tensor back to the host")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    sampler.record(path)
+    monkeypatch.undo()
+    assert torch.isfinite(sampler.scores).all()
+
+
+def test_missing_gradients_count_as_zero():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=0.5, norm="paper", rule="paper", seed=0)
+    path = [3, 3, 0, 0, 0, 0]
+    backward(model, path, seed=0)
+    model.cells[0].edges[0][3][1].bias.grad = None
+    step = sampler.step_scores(path)
+    conv = [c.edges[k][3][1] for c in model.cells for k in (0, 1)]
+    want = (
+        sum(
+            c.weight.grad.norm() + (c.bias.grad.norm() if c.bias.grad is not None else 0)
+            for c in conv
+        )
+        / 2
+    )
+    assert float(step[0, 3]) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_same_seed_same_paths_and_state_dict_resume():
+    def run(sampler, model, epochs, start=0):
+        paths = []
+        for epoch in range(start, start + epochs):
+            sampler.set_epoch(epoch)
+            for step in range(3):
+                path = sampler.sample()
+                paths.append(path)
+                backward(model, path, seed=10 * epoch + step)
+                sampler.record(path)
+        return paths
+
+    def fresh_run(epochs):
+        model = tiny_supernet()
+        return run(PathSampler(model.decisions(), epochs=4, seed=8), model, epochs)
+
+    full = fresh_run(4)
+    assert full == fresh_run(4)
+    model = tiny_supernet()
+    first = PathSampler(model.decisions(), epochs=4, seed=8)
+    head = run(first, model, 2)
+    resumed = PathSampler(model.decisions(), epochs=4, seed=99)
+    resumed.load_state_dict(first.state_dict())
+    assert head + run(resumed, model, 2, start=2) == full
+
+
+def test_two_processes_on_gloo(tmp_path):
+    mp.spawn(
+        __import__("dist_path_worker").path_sampler_worker,
+        args=(2, str(tmp_path / "init"), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["seed"] == r1["seed"] and r0["paths"] == r1["paths"]  # the same path per step
+    assert not torch.equal(r0["local"], r1["local"])  # each rank saw its own data
+    torch.testing.assert_close(r0["probs"], r1["probs"])  # merged before the update
+    seen = (r0["local"] > 0) | (r1["local"] > 0)
+    merged = torch.where(
+        (r0["local"] > 0) & (r1["local"] > 0),
+        (r0["local"] + r1["local"]) / 2,
+        r0["local"] + r1["local"],
+    )
+    want = merged.double() / merged.double().sum()
+    torch.testing.assert_close(r0["probs"][seen], want[seen], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"rule": "max"}, "rule"),
+        ({"norm": "l1"}, "norm"),
+        ({"update": "batch"}, "update"),
+        ({"delta": "linear"}, "epochs"),
+        ({"decay": 0.5, "rule": "mean"}, "rule='ema'"),
+    ],
+)
+def test_bad_configuration(kwargs, match):
+    kwargs.setdefault("delta", 0.5)
+    with pytest.raises(ValueError, match=match):
+        PathSampler(tiny_supernet().decisions(), **kwargs)
+
+
+def test_bad_edges_and_paths():
+    with pytest.raises(TypeError, match=r"edges\[0\]"):
+        PathSampler([torch.nn.Linear(2, 2)], delta=0.5)
+    with pytest.raises(ValueError, match="same number of candidate ops"):
+        PathSampler(
+            [
+                torch.nn.ModuleList([torch.nn.Identity()]),
+                torch.nn.ModuleList([torch.nn.Identity()] * 2),
+            ],
+            delta=0.5,
+        )
+    sampler = PathSampler(tiny_supernet().decisions(), delta=0.5, seed=0)
+    with pytest.raises(ValueError, match="6 ops"):
+        sampler.record([1, 2])
+    with pytest.raises(ValueError, match=r"path\[1\] = 5"):
+        sampler.record([1, 5, 0, 0, 0, 0])
+    other = PathSampler(tiny_supernet().decisions(), delta=0.5, shared=False, seed=0)
+    with pytest.raises(ValueError, match="configured"):
+        other.load_state_dict(sampler.state_dict())
