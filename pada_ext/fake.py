@@ -46,3 +46,17 @@ def _grouped_sq_norm_accumulate_fake(tensors, group_index, table):
 def _segment_grad_norm_fake(flat, offsets, group_of_segment, num_groups, squared=False):
     torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
     return flat.new_empty((num_groups,), dtype=torch.float32)
+
+
+@torch.library.register_fake("pada::cross_entropy_with_grad_norm_fwd")
+def _xent_fwd_fake(logits, target, ignore_index, label_smoothing):
+    torch._check(logits.dim() == 2, lambda: "logits must be 2-D")
+    torch._check(target.shape == logits.shape[:1], lambda: "target must be [N]")
+    n = logits.shape[0]
+    return tuple(logits.new_empty((n,), dtype=torch.float32) for _ in range(3))
+
+
+@torch.library.register_fake("pada::cross_entropy_with_grad_norm_bwd")
+def _xent_bwd_fake(grad_loss_per_row, logits, target, lse, ignore_index, label_smoothing):
+    torch._check(logits.dim() == 2, lambda: "logits must be 2-D")
+    return logits.new_empty(logits.shape)  # contiguous, as the kernels write it

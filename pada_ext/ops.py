@@ -13,11 +13,13 @@ import numbers
 import torch
 
 from . import _dispatch
+from .reference import cross_entropy_with_grad_norm as _xent_reference
 from .reference import grouped_grad_norm as _ggn_reference
 from .reference import importance_update as _iu_reference
 from .reference import sample_with_replacement as _swr_reference
 
 __all__ = [
+    "cross_entropy_with_grad_norm",
     "grouped_grad_norm",
     "grouped_sq_norm_accumulate_",
     "importance_update_",
@@ -246,3 +248,120 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
             flat, offsets, group_of_segment, num_groups, squared
         )
     return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)
+
+
+_XENT = "cross_entropy_with_grad_norm"
+_XENT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_XENT_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_xent_args(logits, target, reduction, ignore_index, label_smoothing):
+    if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(f"{_XENT}: logits and target must be Tensors")
+    if logits.dim() != 2:
+        raise ValueError(f"{_XENT}: logits must be 2-D [N, C], got shape {tuple(logits.shape)}")
+    if logits.dtype not in _XENT_DTYPES:
+        raise TypeError(f"{_XENT}: logits must be float32, float16 or bfloat16, got {logits.dtype}")
+    if logits.shape[1] < 1:
+        raise ValueError(
+            f"{_XENT}: logits need at least one class, got shape {tuple(logits.shape)}"
+        )
+    if target.dtype not in (torch.int64, torch.int32):
+        raise TypeError(
+            f"{_XENT}: target must hold class indices (int64 or int32), got {target.dtype}"
+        )
+    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{_XENT}: target must have shape [N] = [{logits.shape[0]}], got {tuple(target.shape)}"
+        )
+    if target.device != logits.device:
+        raise ValueError(f"{_XENT}: target is on {target.device} but logits are on {logits.device}")
+    if reduction not in _XENT_REDUCTIONS:
+        raise ValueError(f"{_XENT}: reduction must be one of {_XENT_REDUCTIONS}, got {reduction!r}")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{_XENT}: ignore_index must be an int, got {ignore_index!r}")
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{_XENT}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+
+
+def _xent_reduce(loss_per_row, target, reduction, ignore_index, dtype):
+    # As torch: "mean" divides by the number of non-ignored rows (NaN if none).
+    if reduction == "none":
+        return loss_per_row.to(dtype)
+    total = loss_per_row.sum()
+    if reduction == "sum":
+        return total.to(dtype)
+    return (total / (target != ignore_index).sum()).to(dtype)
+
+
+def cross_entropy_with_grad_norm(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    backend=None,
+):
+    """``F.cross_entropy`` and the per-sample norm of its gradient, in one pass.
+
+    Returns ``(loss, grad_norm)``. ``loss`` (and its gradient w.r.t. ``logits``)
+    is that of ``torch.nn.functional.cross_entropy(logits, target, reduction=...,
+    ignore_index=..., label_smoothing=...)``, in the logits' dtype (accumulated
+    in float32). ``grad_norm[i] = ||softmax(logits[i]) - t_i||_2``, the norm of
+    the gradient of row i's own loss w.r.t. its logits, with ``t_i`` the one-hot
+    target smoothed as torch smooths it: float32, shape [N], not differentiable.
+    It is the per-sample score of PA&DA's data importance sampling, for free.
+
+    ``grad_norm`` is 0 for ignored rows and NaN for rows whose norm is not
+    finite (NaN or +inf logits, or all -inf): importance tables
+    (:func:`importance_update_`, the samplers) skip NaN scores, so such a row
+    cannot poison them, and its loss is NaN as torch's is, so it is still seen.
+
+    Args:
+        logits: [N, C] float32, float16 or bfloat16, on CPU or CUDA (any strides).
+        target: [N] int64 or int32 class indices in [0, C), or ``ignore_index``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        backend: ``None``, ``"native"``, ``"triton"`` or ``"reference"``.
+
+    Raises:
+        ValueError: a target out of range (naming the first such row; on CUDA a
+            device-side assert, as torch's), shapes, devices or reduction.
+        TypeError: dtypes of logits or target.
+    """
+    _check_xent_args(logits, target, reduction, ignore_index, label_smoothing)
+    backend = _dispatch.resolve_backend(f"{_XENT}_fwd", backend, logits.device)
+    target = target.long()  # a no-op for int64
+    if backend == "reference":
+        return _xent_reference.cross_entropy_with_grad_norm(
+            logits, target, reduction, ignore_index, label_smoothing
+        )
+    if backend == "triton":
+        from .triton import cross_entropy_with_grad_norm as _xent_triton  # noqa: F401
+
+        fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd
+    else:
+        fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
+    loss_per_row, grad_norm, _ = fwd(logits, target, int(ignore_index), float(label_smoothing))
+    return _xent_reduce(loss_per_row, target, reduction, ignore_index, logits.dtype), grad_norm
+
+
+def _xent_setup_context(ctx, inputs, output):
+    logits, target, ignore_index, label_smoothing = inputs
+    _, grad_norm, lse = output
+    ctx.mark_non_differentiable(grad_norm, lse)
+    ctx.save_for_backward(logits, target, lse)
+    ctx.ignore_index, ctx.label_smoothing = ignore_index, label_smoothing
+
+
+def _xent_backward(ctx, grad_loss_per_row, _grad_norm, _lse):
+    logits, target, lse = ctx.saved_tensors
+    grad = torch.ops.pada.cross_entropy_with_grad_norm_bwd(
+        grad_loss_per_row, logits, target, lse, ctx.ignore_index, ctx.label_smoothing
+    )
+    return grad, None, None, None
+
+
+torch.library.register_autograd(
+    "pada::cross_entropy_with_grad_norm_fwd", _xent_backward, setup_context=_xent_setup_context
+)

@@ -1,0 +1,127 @@
+"""Forward + backward of cross_entropy_with_grad_norm against F.cross_entropy,
+and against the authors' way (F.cross_entropy, then norm(softmax - one_hot)
+under no_grad, as PA&DA's data sampling does each step).
+
+    python benchmarks/bench_cross_entropy_with_grad_norm.py [--device cuda] [--threads 2]
+
+Prints a table (min over runs, ms) and writes benchmarks/results/<this name>.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+import pada_ext
+from pada_ext.ops import cross_entropy_with_grad_norm
+
+SHAPES = [(256, 10), (256, 1000), (4096, 1000), (1024, 32000)]
+
+
+def plain(x, y):
+    F.cross_entropy(x, y).backward()
+
+
+def fused(x, y, backend):
+    loss, norm = cross_entropy_with_grad_norm(x, y, backend=backend)
+    loss.backward()
+    return norm
+
+
+def authors(x, y):
+    F.cross_entropy(x, y).backward()
+    with torch.no_grad():
+        return torch.norm(F.softmax(x, dim=1) - F.one_hot(y, x.shape[1]), dim=1)
+
+
+def time_ms(fn, device, runs, inner):
+    """Min over `runs` of the mean time of `inner` back-to-back calls."""
+    for _ in range(3):
+        fn()
+    best = float("inf")
+    for _ in range(runs):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(inner):
+                fn()
+            end.record()
+            torch.cuda.synchronize()
+            best = min(best, start.elapsed_time(end) / inner)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            best = min(best, (time.perf_counter() - t0) * 1e3 / inner)
+    return best
+
+
+def bench_shape(n, c, device, args):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(n, c, generator=g) * 3).to(device).requires_grad_()
+    y = torch.randint(0, c, (n,), generator=g).to(device)
+    inner = max(1, min(50, 2_000_000 // (n * c)))  # ~2M elements per timed run
+
+    def run(fn):
+        def step():
+            x.grad = None
+            fn(x, y)
+
+        return time_ms(step, device, args.runs, inner)
+
+    return {
+        "ce": run(plain),
+        "fused": run(lambda x, y: fused(x, y, args.backend)),
+        "authors": run(authors),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--backend", default=None, help="native, triton or None (best)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    rows = []
+    print(f"torch {torch.__version__}, pada_ext {pada_ext.__version__}, {device}, ", end="")
+    print(f"{args.threads} threads, backend {args.backend or 'auto'}")
+    head = ("N x C", "F.cross_entropy", "fused", "authors", "fused/ce", "authors/fused")
+    print("{:>14} {:>16} {:>9} {:>9} {:>9} {:>14}".format(*head))
+    for n, c in SHAPES:
+        t = bench_shape(n, c, device, args)
+        row = {"n": n, "c": c, **{f"{k}_ms": v for k, v in t.items()}}
+        row["fused_over_ce"] = t["fused"] / t["ce"]
+        row["authors_over_fused"] = t["authors"] / t["fused"]
+        rows.append(row)
+        print(
+            f"{f'{n} x {c}':>14} {t['ce']:16.3f} {t['fused']:9.3f} {t['authors']:9.3f} "
+            f"{row['fused_over_ce']:9.2f} {row['authors_over_fused']:14.2f}"
+        )
+
+    out = {
+        "benchmark": "cross_entropy_with_grad_norm forward+backward, float32, min over runs (ms)",
+        "device": str(device),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(folder, exist_ok=True)
+    name = os.path.splitext(os.path.basename(__file__))[0]
+    path = os.path.join(folder, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
