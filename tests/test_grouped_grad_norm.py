@@ -101,6 +101,18 @@ def test_segments(dtype):
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_finite_16_bit_value(dtype):
+    # One-element segments take the portable scalar conversion (the F16C one is the CPU's).
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    x = bits.view(dtype)
+    x = x[torch.isfinite(x)]
+    want = x.float().square()
+    n = x.numel()
+    got = ops.segment_grad_norm(x, torch.arange(n + 1), torch.arange(n), n, squared=True)
+    assert torch.equal(got, want)
+
+
 def test_deterministic_across_threads():
     tensors = _make([70_000 + 13 * i for i in range(12)], DTYPES, 7)
     groups = [i % 3 for i in range(12)]
