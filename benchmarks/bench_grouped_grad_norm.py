@@ -48,18 +48,26 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def bench(fn, device, repeats, inner):
-    """Min over `repeats` of the mean time of `inner` back-to-back calls, in us."""
-    fn()
-    sync(device)
-    best = float("inf")
+def bench_all(cases, device, repeats, inner):
+    """Min over `repeats` of the mean time of `inner` back-to-back calls, in us.
+
+    Round robin over the cases, so that load from other processes on a shared
+    machine hits them all alike; each timing follows a few untimed calls of the
+    same case, so that none pays for the state (idle threads, caches) that the
+    previous case left.
+    """
+    best = {name: float("inf") for name, _ in cases}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync(device)
-        best = min(best, (time.perf_counter() - t0) / inner)
-    return best * 1e6
+        for name, fn in cases:
+            for _ in range(3):
+                fn()
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            sync(device)
+            best[name] = min(best[name], (time.perf_counter() - t0) / inner * 1e6)
+    return best
 
 
 def main():
@@ -85,6 +93,7 @@ def main():
 
     # The same gradients as views into one flat buffer, as DDP buckets keep them.
     flat = torch.cat([g.reshape(-1) for g in grads])
+    flat32 = flat.float()  # the floor reads float32 whatever the gradients' dtype
     offsets = torch.tensor([0] + [g.numel() for g in grads], dtype=torch.int64).cumsum(0)
     table = torch.zeros(NUM_OPS, dtype=torch.float32, device=device)
 
@@ -120,15 +129,10 @@ def main():
             "ops.segment_grad_norm (flat buffer)",
             lambda: ops.segment_grad_norm(flat, offsets, gi, NUM_OPS),
         ),
-        ("floor: torch.dot(flat, flat)", lambda: torch.dot(flat, flat)),
+        ("floor: torch.dot(flat, flat), float32", lambda: torch.dot(flat32, flat32)),
     ]
-    if dtype != torch.float32:
-        cases[-1] = ("floor: torch.dot(flat, flat) (float32)", lambda: torch.dot(flat32, flat32))
-        flat32 = flat.float()
 
-    results = {}
-    for name, fn in cases:
-        results[name] = bench(fn, device, args.repeats, args.inner)
+    results = bench_all(cases, device, args.repeats, args.inner)
     floor = results[cases[-1][0]]
     ours = results["ops.grouped_grad_norm"]
 

@@ -101,6 +101,53 @@ def test_segments(dtype):
     )
 
 
+def _tree(lanes):
+    for s in (128, 64, 32, 16, 8, 4, 2, 1):
+        lanes = lanes[:s] + lanes[s : 2 * s]
+    return lanes[0]
+
+
+def _contract_order(tensors, groups, num_groups):
+    """The summation order fixed in csrc/common/grouped_grad_norm.h, step by step."""
+    partials = [[] for _ in range(num_groups)]
+    for t, g in zip(tensors, groups):
+        x = t.reshape(-1).float()
+        for c in range(0, x.numel(), 1 << 16):
+            chunk = x[c : c + (1 << 16)]
+            pad = torch.zeros(-chunk.numel() % 256)
+            rows = torch.cat([chunk, pad]).reshape(-1, 256)
+            lanes = torch.zeros(256)
+            for row in rows:  # float32 multiply, then float32 add: no FMA
+                lanes = lanes + row * row
+            partials[g].append(_tree(lanes))
+    out = []
+    for p in partials:  # <= 256 chunks per group here: lane c holds chunk c
+        lanes = torch.zeros(256, dtype=torch.float64)
+        lanes[: len(p)] = torch.tensor([float(v) for v in p], dtype=torch.float64)
+        out.append(_tree(lanes).float())
+    return torch.stack(out)
+
+
+def test_bits_follow_the_documented_order():
+    # The CUDA kernel implements the same order; this pins the CPU kernel to it.
+    tensors = _make([1, 255, 256, 1000, 65_537, 70_001], DTYPES, 12)
+    groups = [1, 0, 1, 2, 1, 0]
+    got = ops.grouped_grad_norm(tensors, groups, 4, squared=True)
+    assert torch.equal(got, _contract_order(tensors, groups, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_finite_16_bit_value(dtype):
+    # One-element segments take the portable scalar conversion (the F16C one is the CPU's).
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    x = bits.view(dtype)
+    x = x[torch.isfinite(x)]
+    want = x.float().square()
+    n = x.numel()
+    got = ops.segment_grad_norm(x, torch.arange(n + 1), torch.arange(n), n, squared=True)
+    assert torch.equal(got, want)
+
+
 def test_deterministic_across_threads():
     tensors = _make([70_000 + 13 * i for i in range(12)], DTYPES, 7)
     groups = [i % 3 for i in range(12)]
