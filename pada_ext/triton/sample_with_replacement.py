@@ -1,0 +1,375 @@
+"""Triton backend of sample_with_replacement: ``torch.ops.pada_triton.sample_with_replacement``.
+
+Bit-identical to the CPU kernel: it builds the same two-level alias table as
+csrc/common/sample_with_replacement.h (same layout, same block-mass summation
+order, same light/heavy lists and sweep, same fixed-point thresholds) and draws
+with the same Philox4x32-10 words. Three launches:
+
+* ``_block_kernel``, one program per block of L slots: block mass in the
+  canonical 32-lane order, first invalid weight, scaled masses, then the block's
+  alias table (order-preserving compaction by cumsum, then the sequential sweep);
+* ``_top_kernel``, one program: total in block order, first invalid index, and
+  the alias table over the 2^log_top blocks;
+* ``_draw_kernel``, one program per DRAW_BLOCK samples.
+
+The host reads two numbers between the last two launches to raise the same
+errors as the CPU kernel. The sweep's running sums are sequential by design
+(the order of float additions fixes the table), so it is a scalar loop.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_LOG_BLOCK = 12  # kMaxLogBlock: blocks of at most 4096 slots
+LOCAL_ALIAS_BITS = tl.constexpr(12)  # entry = (52-bit threshold << 12) | local alias
+LOCAL_ALIAS_MASK = tl.constexpr((1 << 12) - 1)
+LOCAL_FULL = tl.constexpr((1 << 52) - 1)  # kLocalFull
+_INF = tl.constexpr(float("inf"))
+TOP_CHUNK = 1024  # vector width of the top-level passes
+DRAW_BLOCK = 1024  # samples per program of the draw kernel
+
+# Launch options shared by every kernel. No FMA contraction: the tables must
+# round exactly like the C++ (which uses __dmul_rn/__dadd_rn on the GPU).
+_LAUNCH = {"enable_fp_fusion": False}
+
+
+@triton.jit
+def _local_entry(own, alias):
+    # (local_threshold(own) << 12) | alias; `safe` keeps the float-to-int cast in range.
+    safe = tl.where((own > 0.0) & (own < 1.0), own, 0.0)
+    t = tl.minimum((safe * 4503599627370496.0).to(tl.uint64), LOCAL_FULL)  # 2^52
+    thr = tl.where(own >= 1.0, tl.cast(LOCAL_FULL, tl.uint64), t)
+    return ((thr << LOCAL_ALIAS_BITS) | tl.cast(alias, tl.uint64)).to(tl.int64, bitcast=True)
+
+
+@triton.jit
+def _top_threshold(own):
+    safe = tl.where((own > 0.0) & (own < 1.0), own, 0.0)
+    t = (safe * 18446744073709551616.0).to(tl.uint64)  # 2^64
+    return tl.where(own >= 1.0, tl.cast(0xFFFFFFFFFFFFFFFF, tl.uint64), t).to(tl.int64, bitcast=True)
+
+
+@triton.jit
+def _emit(k, own, alias, mask, out_ptr, alias_ptr, TOP: tl.constexpr):
+    # Slot k keeps `own` of its mass and gives the rest to `alias`.
+    if TOP:
+        tl.store(out_ptr + k, _top_threshold(own), mask=mask)
+        tl.store(alias_ptr + k, alias, mask=mask)
+    else:
+        tl.store(out_ptr + k, _local_entry(own, alias), mask=mask)
+
+
+@triton.jit
+def _classify(p_ptr, c, size, nl_before, CH: tl.constexpr):
+    # Chunk [c, c + CH) of the slots: light (p < 1) or heavy, and each slot's rank in its list.
+    idx = c + tl.arange(0, CH)
+    valid = idx < size
+    p = tl.load(p_ptr + idx, mask=valid, other=0.0)
+    light = (p < 1.0) & valid
+    li = light.to(tl.int32)
+    lrank = nl_before + tl.cumsum(li, 0) - li
+    return idx, valid, p, light, lrank, idx - lrank, tl.sum(li, 0)
+
+
+@triton.jit
+def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, CH: tl.constexpr):
+    """alias_sweep over the `size` masses at p_ptr (scaled to sum to `size`).
+
+    lists_ptr holds the light list from the front and the heavy list from the
+    back (heavy(i) at size - 1 - i), both in slot order.
+    """
+    tl.debug_barrier()  # p was stored by other threads
+    nl = tl.zeros([], tl.int32)
+    for c in range(0, size, CH):
+        idx, valid, p, light, lrank, hrank, cnt = _classify(p_ptr, c, size, nl, CH)
+        tl.store(lists_ptr + lrank, idx, mask=light)
+        tl.store(lists_ptr + (size - 1 - hrank), idx, mask=valid & ~light)
+        nl += cnt
+    nh = size - nl
+    tl.debug_barrier()  # the sweep reads the lists as scalars
+    if nh == 0:
+        # Only rounding leaves no heavy slot: keep every slot; zeros go to the
+        # first slot of the largest mass.
+        pmax = tl.full([], -_INF, tl.float64)
+        for c in range(0, size, CH):
+            idx = c + tl.arange(0, CH)
+            p = tl.load(p_ptr + idx, mask=idx < size, other=-_INF)
+            pmax = tl.maximum(pmax, tl.max(p, 0))
+        keeper = tl.full([], 0, tl.int32) + size
+        for c in range(0, size, CH):
+            idx = c + tl.arange(0, CH)
+            p = tl.load(p_ptr + idx, mask=idx < size, other=-_INF)
+            keeper = tl.minimum(keeper, tl.min(tl.where(p == pmax, idx, size), 0))
+        for c in range(0, size, CH):
+            idx = c + tl.arange(0, CH)
+            valid = idx < size
+            p = tl.load(p_ptr + idx, mask=valid, other=0.0)
+            own = tl.where(p > 0.0, 1.0, 0.0).to(tl.float64)
+            _emit(idx, own, tl.where(p > 0.0, idx, keeper), valid, out_ptr, alias_ptr, TOP)
+    else:
+        li = tl.zeros([], tl.int32)
+        hi = tl.zeros([], tl.int32)
+        j = tl.load(lists_ptr + size - 1)
+        r = tl.load(p_ptr + j)
+        # The C++ loop's two exits, as one condition (a NaN r takes the light branch there too).
+        while ((r < 1.0) & (hi + 1 < nh)) | (~(r < 1.0) & (li < nl)):
+            if r < 1.0:
+                jn = tl.load(lists_ptr + (size - 2 - hi))
+                _emit(j, r, jn, jn >= 0, out_ptr, alias_ptr, TOP)
+                r = tl.load(p_ptr + jn) + (r - 1.0)
+                j = jn
+                hi += 1
+            else:
+                i = tl.load(lists_ptr + li)
+                pi = tl.load(p_ptr + i)
+                _emit(i, pi, j, i >= 0, out_ptr, alias_ptr, TOP)
+                r = r + (pi - 1.0)
+                li += 1
+        # The rest keep their slot (heavy hi onwards, i.e. j too, and the unused
+        # lights), except that a zero goes to j.
+        nl2 = tl.zeros([], tl.int32)
+        for c in range(0, size, CH):
+            idx, valid, p, light, lrank, hrank, cnt = _classify(p_ptr, c, size, nl2, CH)
+            nl2 += cnt
+            tail_light = light & (lrank >= li)
+            tail = tail_light | (valid & ~light & (hrank >= hi))
+            zero = tail_light & ~(p > 0.0)
+            own = tl.where(zero, 0.0, 1.0).to(tl.float64)
+            _emit(idx, own, tl.where(zero, j, idx), tail, out_ptr, alias_ptr, TOP)
+
+
+@triton.jit
+def _block_kernel(w_ptr, n, p_ptr, lists_ptr, table_ptr, mass_ptr, bad_ptr, LOG_BLOCK: tl.constexpr):
+    L: tl.constexpr = 1 << LOG_BLOCK
+    ROWS: tl.constexpr = (L + 31) // 32
+    b = tl.program_id(0).to(tl.int64)
+    base = b * L
+    length = tl.minimum(n - base, L)
+    # Block mass in block_mass()'s order: lane l sums slots l, l + 32, ... in turn.
+    lanes = tl.arange(0, 32)
+    acc = tl.zeros([32], tl.float64)
+    first_bad = tl.full([32], L, tl.int32)
+    for row in range(ROWS):
+        k = row * 32 + lanes
+        x = tl.load(w_ptr + base + k, mask=k < length, other=0.0).to(tl.float64)
+        acc += x  # padding adds +0.0, which changes no partial sum
+        bad = ~(x >= 0.0) | (x == _INF)
+        first_bad = tl.minimum(first_bad, tl.where(bad, k, L))
+    local_bad = tl.min(first_bad, 0)
+    tl.store(bad_ptr + b, tl.where(local_bad < L, base + local_bad, n))
+    # The 32 lane sums, folded in lane order (the masked sums add only zeros, so are exact).
+    mass = tl.zeros([], tl.float64)
+    for lane in tl.static_range(32):
+        mass += tl.sum(tl.where(lanes == lane, acc, 0.0), 0)
+    tl.store(mass_ptr + b, mass)
+
+    k = tl.arange(0, L)
+    if mass > 0.0:
+        scale = tl.cast(L, tl.float64) / mass
+        x = tl.load(w_ptr + base + k, mask=k < length, other=0.0).to(tl.float64)
+        # Padding is exactly 0 (not 0 * scale, which is NaN when scale overflows).
+        tl.store(p_ptr + base + k, tl.where(k < length, x * scale, 0.0))
+        _alias_table(p_ptr + base, lists_ptr + base, L, table_ptr + base, table_ptr, False, L)
+    else:
+        tl.store(table_ptr + base + k, tl.zeros([L], tl.int64))  # never chosen by the top level
+
+
+@triton.jit
+def _top_kernel(
+    mass_ptr,
+    bad_ptr,
+    num_blocks,
+    n,
+    top_size,
+    p_ptr,
+    lists_ptr,
+    thr_ptr,
+    alias_ptr,
+    status_ptr,
+    CH: tl.constexpr,
+):
+    # Total in block order, as every backend sums it.
+    total = tl.zeros([], tl.float64)
+    for b in range(num_blocks):
+        total += tl.load(mass_ptr + b)
+    first_bad = tl.zeros([], tl.int64) + n
+    for c in range(0, num_blocks, CH):
+        idx = c + tl.arange(0, CH)
+        bad = tl.load(bad_ptr + idx, mask=idx < num_blocks, other=n)
+        first_bad = tl.minimum(first_bad, tl.min(bad, 0))
+    tl.store(status_ptr, first_bad)
+    tl.store(status_ptr + 1, total.to(tl.int64, bitcast=True))
+
+    scale = tl.cast(top_size, tl.float64) / total
+    for c in range(0, top_size, CH):
+        idx = c + tl.arange(0, CH)
+        m = tl.load(mass_ptr + idx, mask=idx < num_blocks, other=0.0)
+        tl.store(p_ptr + idx, tl.where(idx < num_blocks, m * scale, 0.0), mask=idx < top_size)
+    _alias_table(p_ptr, lists_ptr, top_size, thr_ptr, alias_ptr, True, CH)
+
+
+@triton.jit
+def _top_bits(word, bits):
+    # The top `bits` (0..32) bits of a 32-bit word, as uint64 (a shift by 32 is undefined).
+    return (word.to(tl.uint64) << tl.cast(bits, tl.uint64)) >> 32
+
+
+@triton.jit
+def _draw_kernel(
+    seed_ptr,
+    thr_ptr,
+    alias_ptr,
+    table_ptr,
+    out_ptr,
+    num_samples,
+    log_top,
+    log_block,
+    BLOCK: tl.constexpr,
+):
+    s = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = s < num_samples
+    seed = tl.load(seed_ptr)
+    c0 = s.to(tl.uint32)
+    c1 = (s >> 32).to(tl.uint32)
+    zero = c0 * 0
+    v0, v1, v2, v3 = tl.philox(seed, c0, c1, zero, zero)
+
+    # Top level: word 0 picks a block, word 1 (+ a refinement word on a 32-bit tie) keeps it.
+    b = _top_bits(v0, log_top)
+    thr = tl.load(thr_ptr + b.to(tl.int64)).to(tl.uint64, bitcast=True)
+    t_hi = (thr >> 32).to(tl.uint32)
+    keep = v1 < t_hi
+    tie = (v1 == t_hi) & mask
+    if tl.sum(tie.to(tl.int32), 0) > 0:  # probability ~2^-32 per draw
+        r0, r1, r2, r3 = tl.philox(seed, c0, c1, zero + 1, zero)
+        keep = tl.where(tie, r0 < thr.to(tl.uint32), keep)
+    alt = tl.load(alias_ptr + b.to(tl.int64)).to(tl.uint64)
+    lb = tl.cast(log_block, tl.uint64)
+    start = tl.where(keep, b, alt) << lb
+    pos = start | _top_bits(v2, log_block)
+
+    # Local level: word 3 (+ refinement bits) keeps the slot or takes its alias.
+    entry = tl.load(table_ptr + pos.to(tl.int64), mask=mask, other=0).to(tl.uint64, bitcast=True)
+    thr52 = entry >> LOCAL_ALIAS_BITS
+    t_hi = (thr52 >> 20).to(tl.uint32)
+    keep = v3 < t_hi
+    tie = (v3 == t_hi) & mask
+    if tl.sum(tie.to(tl.int32), 0) > 0:
+        r0, r1, r2, r3 = tl.philox(seed, c0, c1, zero + 1, zero)
+        keep = tl.where(tie, (r1 >> 12) < (thr52 & 0xFFFFF).to(tl.uint32), keep)
+    alt = start | (entry & LOCAL_ALIAS_MASK)
+    tl.store(out_ptr + s, tl.where(keep, pos, alt).to(tl.int64), mask=mask)
+
+
+def _ceil_log2(n: int) -> int:
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def _format_double(v: float) -> str:
+    # As C++ streams print a double (what the CPU kernel's message shows).
+    if math.isnan(v):
+        return "-nan" if math.copysign(1.0, v) < 0 else "nan"
+    return "%g" % v
+
+
+def _check_args(weights, num_samples, seed):
+    # The checks (and messages) of csrc/common/checks.h.
+    if weights.dim() != 1:
+        raise ValueError(
+            f"sample_with_replacement: weights must be 1-D, got {weights.dim()} dimensions"
+        )
+    if weights.numel() == 0:
+        raise ValueError("sample_with_replacement: weights is empty")
+    if weights.dtype not in (torch.float32, torch.float64):
+        raise TypeError(
+            f"sample_with_replacement: weights must be float32 or float64, got {weights.dtype}"
+        )
+    if num_samples < 0:
+        raise ValueError(
+            f"sample_with_replacement: num_samples must be >= 0, got {num_samples}"
+        )
+    if seed.numel() != 1 or seed.dtype != torch.int64:
+        raise ValueError("sample_with_replacement: seed must be a one-element int64 tensor")
+    if seed.device != weights.device:
+        raise RuntimeError(
+            f"sample_with_replacement: seed must be on the weights' device ({weights.device}), "
+            f"got {seed.device}"
+        )
+
+
+def _check_status(w, first_bad: int, total: float):
+    if first_bad < w.numel():
+        v = float(w[first_bad])
+        what = "NaN" if math.isnan(v) else ("infinite" if math.isinf(v) else "negative")
+        raise ValueError(
+            f"sample_with_replacement: weights[{first_bad}] is {what} ({_format_double(v)}); "
+            "weights must be finite and >= 0"
+        )
+    if not total > 0.0:
+        raise ValueError("sample_with_replacement: all weights are zero")
+    if not math.isfinite(total):
+        raise ValueError(
+            "sample_with_replacement: the sum of the weights overflows float64; "
+            "divide them by their maximum first"
+        )
+
+
+def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torch.Tensor:
+    _check_args(weights, num_samples, seed)
+    w = weights.contiguous()
+    n = w.numel()
+    log_block = min(_ceil_log2(n), MAX_LOG_BLOCK)
+    L = 1 << log_block
+    num_blocks = (n + L - 1) >> log_block
+    log_top = _ceil_log2(num_blocks)
+    top_size = 1 << log_top
+    f64, i32, i64 = torch.float64, torch.int32, torch.int64
+    dev = w.device
+
+    p = torch.empty(num_blocks * L, dtype=f64, device=dev)
+    lists = torch.empty(num_blocks * L, dtype=i32, device=dev)
+    table = torch.empty(num_blocks * L, dtype=i64, device=dev)
+    mass = torch.empty(num_blocks, dtype=f64, device=dev)
+    bad = torch.empty(num_blocks, dtype=i64, device=dev)
+    _block_kernel[(num_blocks,)](
+        w, n, p, lists, table, mass, bad, LOG_BLOCK=log_block, num_warps=8 if L > 1024 else 4,
+        **_LAUNCH,
+    )
+
+    top_p = torch.empty(top_size, dtype=f64, device=dev)
+    top_lists = torch.empty(top_size, dtype=i32, device=dev)
+    top_thr = torch.empty(top_size, dtype=i64, device=dev)
+    top_alias = torch.empty(top_size, dtype=i32, device=dev)
+    status = torch.empty(2, dtype=i64, device=dev)
+    _top_kernel[(1,)](
+        mass, bad, num_blocks, n, top_size, top_p, top_lists, top_thr, top_alias, status,
+        CH=TOP_CHUNK, **_LAUNCH,
+    )
+    st = status.cpu()  # the one host synchronisation: errors must be raised here
+    _check_status(w, min(int(st[0]), n), float(st[1:].view(torch.float64)[0]))
+
+    out = torch.empty(num_samples, dtype=i64, device=dev)
+    if num_samples > 0:
+        _draw_kernel[(triton.cdiv(num_samples, DRAW_BLOCK),)](
+            seed, top_thr, top_alias, table, out, num_samples, log_top, log_block,
+            BLOCK=DRAW_BLOCK, **_LAUNCH,
+        )
+    return out
+
+
+@torch.library.custom_op("pada_triton::sample_with_replacement", mutates_args=())
+def sample_with_replacement(
+    weights: torch.Tensor, num_samples: int, seed: torch.Tensor
+) -> torch.Tensor:
+    """num_samples indices drawn i.i.d. with P(i) = weights[i] / sum(weights); see pada_ext.ops."""
+    return _launch(weights, num_samples, seed)
+
+
+@sample_with_replacement.register_fake
+def _(weights, num_samples, seed):
+    torch._check(weights.dim() == 1, lambda: "weights must be 1-D")
+    torch._check(num_samples >= 0, lambda: "num_samples must be >= 0")
+    return weights.new_empty((num_samples,), dtype=torch.int64)
