@@ -53,92 +53,85 @@ def _top_threshold(own):
 
 
 @triton.jit
-def _emit(k, own, alias, mask, out_ptr, alias_ptr, TOP: tl.constexpr):
-    # Slot k keeps `own` of its mass and gives the rest to `alias`.
-    if TOP:
-        tl.store(out_ptr + k, _top_threshold(own), mask=mask)
-        tl.store(alias_ptr + k, alias, mask=mask)
-    else:
-        tl.store(out_ptr + k, _local_entry(own, alias), mask=mask)
-
-
-@triton.jit
-def _classify(p_ptr, c, size, nl_before, CH: tl.constexpr):
-    # Chunk [c, c + CH) of the slots: light (p < 1) or heavy, and each slot's rank in its list.
-    idx = c + tl.arange(0, CH)
-    valid = idx < size
-    p = tl.load(p_ptr + idx, mask=valid, other=0.0)
-    light = (p < 1.0) & valid
-    li = light.to(tl.int32)
-    lrank = nl_before + tl.cumsum(li, 0) - li
-    return idx, valid, p, light, lrank, idx - lrank, tl.sum(li, 0)
-
-
-@triton.jit
 def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, CH: tl.constexpr):
-    """alias_sweep over the `size` masses at p_ptr (scaled to sum to `size`).
+    """alias_sweep() over the `size` masses at p_ptr (scaled to sum to `size`).
 
-    lists_ptr holds the light list from the front and the heavy list from the
-    back (heavy(i) at size - 1 - i), both in slot order.
+    Builds the light list (p < 1) at the front of lists_ptr and the heavy list
+    at its back (heavy(i) at size - 1 - i), both in slot order; runs the sweep,
+    which records a slot's kept share in p (a heavy's residual) and its alias in
+    alias_ptr; then a vector pass turns (share, alias) into the fixed-point
+    entries: top thresholds in out_ptr (aliases stay in alias_ptr), or packed
+    local entries in out_ptr (which may be alias_ptr itself).
     """
     tl.debug_barrier()  # p was stored by other threads
     nl = tl.zeros([], tl.int32)
     for c in range(0, size, CH):
-        idx, valid, p, light, lrank, hrank, cnt = _classify(p_ptr, c, size, nl, CH)
+        idx = c + tl.arange(0, CH)
+        valid = idx < size
+        p = tl.load(p_ptr + idx, mask=valid, other=0.0)
+        light = (p < 1.0) & valid
+        is_l = light.to(tl.int32)
+        lrank = nl + tl.cumsum(is_l, 0) - is_l
         tl.store(lists_ptr + lrank, idx, mask=light)
-        tl.store(lists_ptr + (size - 1 - hrank), idx, mask=valid & ~light)
-        nl += cnt
-    nh = size - nl
+        tl.store(lists_ptr + (size - 1 - (idx - lrank)), idx, mask=valid & ~light)
+        nl += tl.sum(is_l, 0)
     tl.debug_barrier()  # the sweep reads the lists as scalars
-    if nh == 0:
-        # Only rounding leaves no heavy slot: keep every slot; zeros go to the
-        # first slot of the largest mass.
+    # List positions of the next light and of the next heavy (heavy(1)).
+    lpos = tl.zeros([], tl.int32)
+    hpos = size - 2 + lpos
+    if nl == size:
+        # Only rounding leaves no heavy slot: every slot keeps its mass, and
+        # zeros go to the first slot of the largest mass (the `j` of the pass below).
         pmax = tl.full([], -_INF, tl.float64)
         for c in range(0, size, CH):
             idx = c + tl.arange(0, CH)
             p = tl.load(p_ptr + idx, mask=idx < size, other=-_INF)
             pmax = tl.maximum(pmax, tl.max(p, 0))
-        keeper = tl.full([], 0, tl.int32) + size
+        j = tl.zeros([], tl.int32) + size
         for c in range(0, size, CH):
             idx = c + tl.arange(0, CH)
             p = tl.load(p_ptr + idx, mask=idx < size, other=-_INF)
-            keeper = tl.minimum(keeper, tl.min(tl.where(p == pmax, idx, size), 0))
-        for c in range(0, size, CH):
-            idx = c + tl.arange(0, CH)
-            valid = idx < size
-            p = tl.load(p_ptr + idx, mask=valid, other=0.0)
-            own = tl.where(p > 0.0, 1.0, 0.0).to(tl.float64)
-            _emit(idx, own, tl.where(p > 0.0, idx, keeper), valid, out_ptr, alias_ptr, TOP)
+            j = tl.minimum(j, tl.min(tl.where(p == pmax, idx, size), 0))
     else:
-        li = tl.zeros([], tl.int32)
-        hi = tl.zeros([], tl.int32)
+        # Scalar loop, kept to a few operations per step (the interpreter pays per operation).
         j = tl.load(lists_ptr + size - 1)
         r = tl.load(p_ptr + j)
-        # The C++ loop's two exits, as one condition (a NaN r takes the light branch there too).
-        while ((r < 1.0) & (hi + 1 < nh)) | (~(r < 1.0) & (li < nl)):
-            if r < 1.0:
-                jn = tl.load(lists_ptr + (size - 2 - hi))
-                _emit(j, r, jn, jn >= 0, out_ptr, alias_ptr, TOP)
+        heavy_step = r < 1.0  # as in the C++, a NaN r takes the light branch
+        go = tl.where(heavy_step, hpos >= nl, lpos < nl)
+        while go:
+            if heavy_step:
+                jn = tl.load(lists_ptr + hpos)
+                tl.store(p_ptr + j, r)
+                tl.store(alias_ptr + j, jn)
                 r = tl.load(p_ptr + jn) + (r - 1.0)
                 j = jn
-                hi += 1
+                hpos -= 1
             else:
-                i = tl.load(lists_ptr + li)
+                i = tl.load(lists_ptr + lpos)
                 pi = tl.load(p_ptr + i)
-                _emit(i, pi, j, i >= 0, out_ptr, alias_ptr, TOP)
+                tl.store(alias_ptr + i, j)  # i keeps pi, already in p
                 r = r + (pi - 1.0)
-                li += 1
-        # The rest keep their slot (heavy hi onwards, i.e. j too, and the unused
-        # lights), except that a zero goes to j.
-        nl2 = tl.zeros([], tl.int32)
-        for c in range(0, size, CH):
-            idx, valid, p, light, lrank, hrank, cnt = _classify(p_ptr, c, size, nl2, CH)
-            nl2 += cnt
-            tail_light = light & (lrank >= li)
-            tail = tail_light | (valid & ~light & (hrank >= hi))
-            zero = tail_light & ~(p > 0.0)
-            own = tl.where(zero, 0.0, 1.0).to(tl.float64)
-            _emit(idx, own, tl.where(zero, j, idx), tail, out_ptr, alias_ptr, TOP)
+                lpos += 1
+            heavy_step = r < 1.0
+            go = tl.where(heavy_step, hpos >= nl, lpos < nl)
+    tl.debug_barrier()  # the sweep's scalar stores
+    for c in range(0, size, CH):
+        q = c + tl.arange(0, CH)
+        valid = q < size
+        k = tl.load(lists_ptr + q, mask=valid, other=0)
+        own = tl.load(p_ptr + k, mask=valid, other=0.0)
+        alias = tl.load(alias_ptr + k, mask=valid, other=0)
+        # Untouched by the sweep: the lights from lpos on, the heavies from j on.
+        # They keep their slot, except that a zero goes to j.
+        tail = ((q >= lpos) & (q < nl)) | ((q >= nl) & (q <= hpos + 1))
+        zero = tail & (q < nl) & ~(own > 0.0)
+        own = tl.where(tail, tl.where(zero, 0.0, 1.0).to(tl.float64), own)
+        alias = tl.where(tail, tl.where(zero, j, k), alias)
+        if TOP:
+            tl.store(out_ptr + k, _top_threshold(own), mask=valid)
+            tl.store(alias_ptr + k, alias, mask=valid)
+        else:
+            tl.store(out_ptr + k, _local_entry(own, alias), mask=valid)
 
 
 @triton.jit
@@ -172,7 +165,7 @@ def _block_kernel(w_ptr, n, p_ptr, lists_ptr, table_ptr, mass_ptr, bad_ptr, LOG_
         x = tl.load(w_ptr + base + k, mask=k < length, other=0.0).to(tl.float64)
         # Padding is exactly 0 (not 0 * scale, which is NaN when scale overflows).
         tl.store(p_ptr + base + k, tl.where(k < length, x * scale, 0.0))
-        _alias_table(p_ptr + base, lists_ptr + base, L, table_ptr + base, table_ptr, False, L)
+        _alias_table(p_ptr + base, lists_ptr + base, L, table_ptr + base, table_ptr + base, False, L)
     else:
         tl.store(table_ptr + base + k, tl.zeros([L], tl.int64))  # never chosen by the top level
 
