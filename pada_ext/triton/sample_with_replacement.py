@@ -49,7 +49,9 @@ def _local_entry(own, alias):
 def _top_threshold(own):
     safe = tl.where((own > 0.0) & (own < 1.0), own, 0.0)
     t = (safe * 18446744073709551616.0).to(tl.uint64)  # 2^64
-    return tl.where(own >= 1.0, tl.cast(0xFFFFFFFFFFFFFFFF, tl.uint64), t).to(tl.int64, bitcast=True)
+    return tl.where(own >= 1.0, tl.cast(0xFFFFFFFFFFFFFFFF, tl.uint64), t).to(
+        tl.int64, bitcast=True
+    )
 
 
 @triton.jit
@@ -135,7 +137,9 @@ def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, 
 
 
 @triton.jit
-def _block_kernel(w_ptr, n, p_ptr, lists_ptr, table_ptr, mass_ptr, bad_ptr, LOG_BLOCK: tl.constexpr):
+def _block_kernel(
+    w_ptr, n, p_ptr, lists_ptr, table_ptr, mass_ptr, bad_ptr, LOG_BLOCK: tl.constexpr
+):
     L: tl.constexpr = 1 << LOG_BLOCK
     ROWS: tl.constexpr = (L + 31) // 32
     b = tl.program_id(0).to(tl.int64)
@@ -165,7 +169,9 @@ def _block_kernel(w_ptr, n, p_ptr, lists_ptr, table_ptr, mass_ptr, bad_ptr, LOG_
         x = tl.load(w_ptr + base + k, mask=k < length, other=0.0).to(tl.float64)
         # Padding is exactly 0 (not 0 * scale, which is NaN when scale overflows).
         tl.store(p_ptr + base + k, tl.where(k < length, x * scale, 0.0))
-        _alias_table(p_ptr + base, lists_ptr + base, L, table_ptr + base, table_ptr + base, False, L)
+        _alias_table(
+            p_ptr + base, lists_ptr + base, L, table_ptr + base, table_ptr + base, False, L
+        )
     else:
         tl.store(table_ptr + base + k, tl.zeros([L], tl.int64))  # never chosen by the top level
 
@@ -281,9 +287,7 @@ def _check_args(weights, num_samples, seed):
             f"sample_with_replacement: weights must be float32 or float64, got {weights.dtype}"
         )
     if num_samples < 0:
-        raise ValueError(
-            f"sample_with_replacement: num_samples must be >= 0, got {num_samples}"
-        )
+        raise ValueError(f"sample_with_replacement: num_samples must be >= 0, got {num_samples}")
     if seed.numel() != 1 or seed.dtype != torch.int64:
         raise ValueError("sample_with_replacement: seed must be a one-element int64 tensor")
     if seed.device != weights.device:
@@ -328,7 +332,15 @@ def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torc
     mass = torch.empty(num_blocks, dtype=f64, device=dev)
     bad = torch.empty(num_blocks, dtype=i64, device=dev)
     _block_kernel[(num_blocks,)](
-        w, n, p, lists, table, mass, bad, LOG_BLOCK=log_block, num_warps=8 if L > 1024 else 4,
+        w,
+        n,
+        p,
+        lists,
+        table,
+        mass,
+        bad,
+        LOG_BLOCK=log_block,
+        num_warps=8 if L > 1024 else 4,
         **_LAUNCH,
     )
 
@@ -338,8 +350,18 @@ def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torc
     top_alias = torch.empty(top_size, dtype=i32, device=dev)
     status = torch.empty(2, dtype=i64, device=dev)
     _top_kernel[(1,)](
-        mass, bad, num_blocks, n, top_size, top_p, top_lists, top_thr, top_alias, status,
-        CH=TOP_CHUNK, **_LAUNCH,
+        mass,
+        bad,
+        num_blocks,
+        n,
+        top_size,
+        top_p,
+        top_lists,
+        top_thr,
+        top_alias,
+        status,
+        CH=TOP_CHUNK,
+        **_LAUNCH,
     )
     st = status.cpu()  # the one host synchronisation: errors must be raised here
     _check_status(w, min(int(st[0]), n), float(st[1:].view(torch.float64)[0]))
@@ -347,8 +369,16 @@ def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torc
     out = torch.empty(num_samples, dtype=i64, device=dev)
     if num_samples > 0:
         _draw_kernel[(triton.cdiv(num_samples, DRAW_BLOCK),)](
-            seed, top_thr, top_alias, table, out, num_samples, log_top, log_block,
-            BLOCK=DRAW_BLOCK, **_LAUNCH,
+            seed,
+            top_thr,
+            top_alias,
+            table,
+            out,
+            num_samples,
+            log_top,
+            log_block,
+            BLOCK=DRAW_BLOCK,
+            **_LAUNCH,
         )
     return out
 
@@ -366,3 +396,74 @@ def _(weights, num_samples, seed):
     torch._check(weights.dim() == 1, lambda: "weights must be 1-D")
     torch._check(num_samples >= 0, lambda: "num_samples must be >= 0")
     return weights.new_empty((num_samples,), dtype=torch.int64)
+
+
+def aot_specs():
+    """The kernels with concrete argument types, for an ahead-of-time compile check.
+
+    Each dict: name, kernel, signature and constexprs for ``triton.compiler.ASTSource``,
+    and the compile ``options`` the launcher uses.
+    """
+    block_sig = {
+        "w_ptr": None,
+        "n": "i64",
+        "p_ptr": "*fp64",
+        "lists_ptr": "*i32",
+        "table_ptr": "*i64",
+        "mass_ptr": "*fp64",
+        "bad_ptr": "*i64",
+        "LOG_BLOCK": "constexpr",
+    }
+    specs = []
+    for wt in ("fp32", "fp64"):
+        for log_block in (3, MAX_LOG_BLOCK):  # a block narrower than the 32 lanes, and a full one
+            specs.append(
+                {
+                    "name": f"swr_block_{wt}_L{1 << log_block}",
+                    "kernel": _block_kernel,
+                    "signature": {**block_sig, "w_ptr": f"*{wt}"},
+                    "constexprs": {"LOG_BLOCK": log_block},
+                    "options": {**_LAUNCH, "num_warps": 8 if log_block > 10 else 4},
+                }
+            )
+    specs.append(
+        {
+            "name": "swr_top",
+            "kernel": _top_kernel,
+            "signature": {
+                "mass_ptr": "*fp64",
+                "bad_ptr": "*i64",
+                "num_blocks": "i32",
+                "n": "i64",
+                "top_size": "i32",
+                "p_ptr": "*fp64",
+                "lists_ptr": "*i32",
+                "thr_ptr": "*i64",
+                "alias_ptr": "*i32",
+                "status_ptr": "*i64",
+                "CH": "constexpr",
+            },
+            "constexprs": {"CH": TOP_CHUNK},
+            "options": dict(_LAUNCH),
+        }
+    )
+    specs.append(
+        {
+            "name": "swr_draw",
+            "kernel": _draw_kernel,
+            "signature": {
+                "seed_ptr": "*i64",
+                "thr_ptr": "*i64",
+                "alias_ptr": "*i32",
+                "table_ptr": "*i64",
+                "out_ptr": "*i64",
+                "num_samples": "i64",
+                "log_top": "i32",
+                "log_block": "i32",
+                "BLOCK": "constexpr",
+            },
+            "constexprs": {"BLOCK": DRAW_BLOCK},
+            "options": dict(_LAUNCH),
+        }
+    )
+    return specs
