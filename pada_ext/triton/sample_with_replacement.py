@@ -271,7 +271,7 @@ def _format_double(v: float) -> str:
     # As C++ streams print a double (what the CPU kernel's message shows).
     if math.isnan(v):
         return "-nan" if math.copysign(1.0, v) < 0 else "nan"
-    return "%g" % v
+    return f"{v:g}"
 
 
 def _check_args(weights, num_samples, seed):
