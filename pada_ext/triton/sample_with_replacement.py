@@ -15,6 +15,8 @@ with the same Philox4x32-10 words. Three launches:
 The host reads two numbers between the last two launches to raise the same
 errors as the CPU kernel. The sweep's running sums are sequential by design
 (the order of float additions fixes the table), so it is a scalar loop.
+Loops over run-time bounds are `while` loops: triton 3.6's interpreter cannot
+take range() of a tensor (a kernel argument or a loaded value) with numpy 2.
 """
 
 import math
@@ -67,7 +69,8 @@ def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, 
     """
     tl.debug_barrier()  # p was stored by other threads
     nl = tl.zeros([], tl.int32)
-    for c in range(0, size, CH):
+    c = tl.zeros([], tl.int32)
+    while c < size:
         idx = c + tl.arange(0, CH)
         valid = idx < size
         p = tl.load(p_ptr + idx, mask=valid, other=0.0)
@@ -77,6 +80,7 @@ def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, 
         tl.store(lists_ptr + lrank, idx, mask=light)
         tl.store(lists_ptr + (size - 1 - (idx - lrank)), idx, mask=valid & ~light)
         nl += tl.sum(is_l, 0)
+        c += CH
     tl.debug_barrier()  # the sweep reads the lists as scalars
     # List positions of the next light and of the next heavy (heavy(1)).
     lpos = tl.zeros([], tl.int32)
@@ -85,15 +89,19 @@ def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, 
         # Only rounding leaves no heavy slot: every slot keeps its mass, and
         # zeros go to the first slot of the largest mass (the `j` of the pass below).
         pmax = tl.full([], -_INF, tl.float64)
-        for c in range(0, size, CH):
+        c = tl.zeros([], tl.int32)
+        while c < size:
             idx = c + tl.arange(0, CH)
             p = tl.load(p_ptr + idx, mask=idx < size, other=-_INF)
             pmax = tl.maximum(pmax, tl.max(p, 0))
+            c += CH
         j = tl.zeros([], tl.int32) + size
-        for c in range(0, size, CH):
+        c = tl.zeros([], tl.int32)
+        while c < size:
             idx = c + tl.arange(0, CH)
             p = tl.load(p_ptr + idx, mask=idx < size, other=-_INF)
             j = tl.minimum(j, tl.min(tl.where(p == pmax, idx, size), 0))
+            c += CH
     else:
         # Scalar loop, kept to a few operations per step (the interpreter pays per operation).
         j = tl.load(lists_ptr + size - 1)
@@ -117,7 +125,8 @@ def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, 
             heavy_step = r < 1.0
             go = tl.where(heavy_step, hpos >= nl, lpos < nl)
     tl.debug_barrier()  # the sweep's scalar stores
-    for c in range(0, size, CH):
+    c = tl.zeros([], tl.int32)
+    while c < size:
         q = c + tl.arange(0, CH)
         valid = q < size
         k = tl.load(lists_ptr + q, mask=valid, other=0)
@@ -134,6 +143,7 @@ def _alias_table(p_ptr, lists_ptr, size, out_ptr, alias_ptr, TOP: tl.constexpr, 
             tl.store(alias_ptr + k, alias, mask=valid)
         else:
             tl.store(out_ptr + k, _local_entry(own, alias), mask=valid)
+        c += CH
 
 
 @triton.jit
@@ -192,21 +202,27 @@ def _top_kernel(
 ):
     # Total in block order, as every backend sums it.
     total = tl.zeros([], tl.float64)
-    for b in range(num_blocks):
+    b = tl.zeros([], tl.int32)
+    while b < num_blocks:
         total += tl.load(mass_ptr + b)
+        b += 1
     first_bad = tl.zeros([], tl.int64) + n
-    for c in range(0, num_blocks, CH):
+    c = tl.zeros([], tl.int32)
+    while c < num_blocks:
         idx = c + tl.arange(0, CH)
         bad = tl.load(bad_ptr + idx, mask=idx < num_blocks, other=n)
         first_bad = tl.minimum(first_bad, tl.min(bad, 0))
+        c += CH
     tl.store(status_ptr, first_bad)
     tl.store(status_ptr + 1, total.to(tl.int64, bitcast=True))
 
     scale = tl.cast(top_size, tl.float64) / total
-    for c in range(0, top_size, CH):
+    c = tl.zeros([], tl.int32)
+    while c < top_size:
         idx = c + tl.arange(0, CH)
         m = tl.load(mass_ptr + idx, mask=idx < num_blocks, other=0.0)
         tl.store(p_ptr + idx, tl.where(idx < num_blocks, m * scale, 0.0), mask=idx < top_size)
+        c += CH
     _alias_table(p_ptr, lists_ptr, top_size, thr_ptr, alias_ptr, True, CH)
 
 
