@@ -228,3 +228,14 @@ def test_bad_arguments(op):
 def test_opcheck(op):
     w = _weights(40, "zeros", torch.float64)
     torch.library.opcheck(op, (w, 100, _seed(9)))
+
+
+def test_torch_compile_fullgraph(op):
+    # aot_eager: traces through the fake implementation without compiling C++ (slow here).
+    w = _weights(40, "uniform", torch.float64)
+
+    @torch.compile(fullgraph=True, backend="aot_eager", dynamic=True)
+    def f(w, seed):
+        return op(w * 2.0, 50, seed)
+
+    assert torch.equal(f(w, _seed(3)).cpu(), _native(w * 2.0, 50, _seed(3)))
