@@ -93,6 +93,18 @@ def test_all_light_block(op, dtype):
     assert torch.equal(op(w, 500, _seed(3)).cpu(), _native(w, 500, _seed(3)))
 
 
+def test_all_light_top(op):
+    # Four equal blocks whose scaled masses all round below 1 at the top level.
+    v = 0.763774618976614
+    mass = _lane_mass([v] * 4096)
+    total = 0.0
+    for _ in range(4):
+        total += mass
+    assert mass * (4 / total) < 1.0
+    w = torch.full((4 * 4096,), v, dtype=torch.float64, device=DEV)
+    assert torch.equal(op(w, 2000, _seed(-8)).cpu(), _native(w, 2000, _seed(-8)))
+
+
 def _philox(seed, index, stream):
     # philox_draw() of csrc/common/philox.h, to aim weights at a given draw.
     m32 = 0xFFFFFFFF
