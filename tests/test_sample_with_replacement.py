@@ -107,6 +107,21 @@ def test_zeros_never_drawn(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
+def test_subnormal_masses(backend, device):
+    # L / mass overflows for a subnormal block mass or total: zeros must stay zeros.
+    w = torch.tensor([1e-320, 0.0, 3e-320, 0.0], dtype=torch.float64)
+    idx = draw(w, 100_000, backend, device, seed=1)
+    assert set(idx.unique().tolist()) <= {0, 2}
+    assert abs(int((idx == 2).sum()) - 75_000) < 5 * (100_000 * 0.75 * 0.25) ** 0.5
+    # A subnormal block beside normal ones: its items are (almost) never drawn.
+    w = torch.zeros(5000, dtype=torch.float64)
+    w[:4096:2] = 1e-320
+    w[4096:] = 1.0
+    idx = draw(w, 50_000, backend, device, seed=2)
+    assert int(idx.min()) >= 4096
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_more_than_2_pow_24_categories(backend, device):
     n = 2**24 + 1
     with pytest.raises(RuntimeError, match="2\\^24"):

@@ -251,3 +251,18 @@ def test_torch_compile_fullgraph(op):
         return op(w * 2.0, 50, seed)
 
     assert torch.equal(f(w, _seed(3)).cpu(), _native(w * 2.0, 50, _seed(3)))
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        [1e-320, 0.0, 3e-320, 0.0],  # subnormal total: T / total overflows
+        [1e-320, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1e-321],
+    ],
+)
+def test_subnormal_mass_bit_identical(op, weights):
+    w = torch.tensor(weights, dtype=torch.float64, device=DEV)
+    seed = _seed(31)
+    got = op(w, 2000, seed).cpu()
+    torch.testing.assert_close(got, _native(w, 2000, seed), rtol=0, atol=0)
+    assert set(got.tolist()) <= {i for i, x in enumerate(weights) if x > 0}

@@ -27,6 +27,14 @@ PADA_HD double mul_rn(double a, double b) {
 #endif
 }
 
+PADA_HD double div_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
 PADA_HD double add_rn(double a, double b) {
 #if defined(__CUDA_ARCH__)
   return __dadd_rn(a, b);

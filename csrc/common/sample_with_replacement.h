@@ -58,6 +58,14 @@ PADA_HD bool bad_weight(T w) {
   return !(d >= 0.0) || !(d <= 1.7976931348623157e308);
 }
 
+// Slot mass w scaled so that the n slots sum to n: w * (n / total), or, when
+// n / total overflows (a subnormal total), (w / total) * n, exact as n is a
+// power of two. `scale` is n / total.
+PADA_HD double scaled_mass(double w, double n, double total, double scale) {
+  if (PADA_UNLIKELY(!(scale <= 1.7976931348623157e308))) return mul_rn(div_rn(w, total), n);
+  return mul_rn(w, scale);
+}
+
 // Fixed-point thresholds of a slot that keeps `own` (in [0, 1]) of its mass.
 PADA_HD uint64_t top_threshold(double own) {
   if (!(own > 0.0)) return 0;
@@ -175,7 +183,7 @@ PADA_HD void build_block(const T* w, int64_t len, int log_block, double mass, ui
   int64_t nl = 0, nh = 0;
   for (int64_t k = 0; k < L; ++k) {
     // Branch-free partition: the classes of neighbouring slots are random.
-    const double pk = k < len ? mul_rn(static_cast<double>(w[k]), scale) : 0.0;
+    const double pk = k < len ? scaled_mass(static_cast<double>(w[k]), L, mass, scale) : 0.0;
     const bool is_light = pk < 1.0;
     p[k] = pk;
     light[nl] = static_cast<uint16_t>(k);
@@ -197,7 +205,9 @@ PADA_HD void build_top(const double* mass, int64_t num_blocks, int log_top, doub
                        uint64_t* thr, int64_t* alias, int64_t* light, int64_t* heavy) {
   const int64_t T = int64_t{1} << log_top;
   const double scale = static_cast<double>(T) / total;
-  auto p = [&](int64_t b) -> double { return b < num_blocks ? mul_rn(mass[b], scale) : 0.0; };
+  auto p = [&](int64_t b) -> double {
+    return b < num_blocks ? scaled_mass(mass[b], static_cast<double>(T), total, scale) : 0.0;
+  };
   int64_t nl = 0, nh = 0;
   for (int64_t b = 0; b < T; ++b) {
     if (p(b) < 1.0)

@@ -64,7 +64,7 @@ __global__ void build_blocks_kernel(const T* __restrict__ w, int64_t n, int log_
   }
   const double scale = static_cast<double>(L) / m;
   auto p = [&](int64_t k) -> double {
-    return k < len ? mul_rn(static_cast<double>(wb[k]), scale) : 0.0;
+    return k < len ? swr::scaled_mass(static_cast<double>(wb[k]), L, m, scale) : 0.0;
   };
 
   // Order-preserving compaction: the rank of a slot among the lights (heavies)

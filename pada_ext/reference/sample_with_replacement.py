@@ -22,7 +22,8 @@ def sample_with_replacement(
     if not float(total) > 0.0:
         raise ValueError("sample_with_replacement: all weights are zero")
     gen = torch.Generator(device=weights.device).manual_seed(int(seed.item()) & (2**63 - 1))
-    u = torch.rand(num_samples, dtype=torch.float64, device=weights.device, generator=gen) * total
-    # right=True: u lands past every zero-weight slot, which therefore never wins.
-    idx = torch.searchsorted(cdf, u, right=True)
+    u = torch.rand(num_samples, dtype=torch.float64, device=weights.device, generator=gen)
+    # Normalised so that u < 1 = cdf[-1] (u * total can round up to total when the
+    # total is subnormal); right=True lands past every zero-weight slot.
+    idx = torch.searchsorted(cdf / total, u, right=True)
     return idx.clamp_(max=weights.numel() - 1)

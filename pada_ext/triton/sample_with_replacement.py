@@ -177,8 +177,10 @@ def _block_kernel(
     if mass > 0.0:
         scale = tl.cast(L, tl.float64) / mass
         x = tl.load(w_ptr + base + k, mask=k < length, other=0.0).to(tl.float64)
-        # Padding is exactly 0 (not 0 * scale, which is NaN when scale overflows).
-        tl.store(p_ptr + base + k, tl.where(k < length, x * scale, 0.0))
+        # As scaled_mass() in the C++ header: (x / mass) * L when L / mass overflows
+        # (a subnormal mass). Padding is exactly 0.
+        px = tl.where(scale <= 1.7976931348623157e308, x * scale, (x / mass) * L)
+        tl.store(p_ptr + base + k, tl.where(k < length, px, 0.0))
         _alias_table(
             p_ptr + base, lists_ptr + base, L, table_ptr + base, table_ptr + base, False, L
         )
@@ -221,7 +223,8 @@ def _top_kernel(
     while c < top_size:
         idx = c + tl.arange(0, CH)
         m = tl.load(mass_ptr + idx, mask=idx < num_blocks, other=0.0)
-        tl.store(p_ptr + idx, tl.where(idx < num_blocks, m * scale, 0.0), mask=idx < top_size)
+        pm = tl.where(scale <= 1.7976931348623157e308, m * scale, (m / total) * top_size)
+        tl.store(p_ptr + idx, tl.where(idx < num_blocks, pm, 0.0), mask=idx < top_size)
         c += CH
     _alias_table(p_ptr, lists_ptr, top_size, thr_ptr, alias_ptr, True, CH)
 
