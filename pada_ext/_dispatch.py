@@ -37,7 +37,9 @@ def resolve_backend(op: str, backend, device: torch.device) -> str:
             "(built without CUDA and triton is not installed)"
         )
     if backend not in BACKENDS:
-        raise ValueError(f"pada_ext.ops.{op}: backend must be one of {BACKENDS} or None, got {backend!r}")
+        raise ValueError(
+            f"pada_ext.ops.{op}: backend must be one of {BACKENDS} or None, got {backend!r}"
+        )
     if backend == "native":
         key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
         if key is None or not has_native_kernel(op, key):

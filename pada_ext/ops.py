@@ -22,11 +22,15 @@ def _check_sample_args(weights, num_samples):
     if not isinstance(weights, torch.Tensor):
         raise TypeError(f"sample_with_replacement: weights must be a Tensor, got {type(weights)}")
     if weights.dim() != 1:
-        raise ValueError(f"sample_with_replacement: weights must be 1-D, got shape {tuple(weights.shape)}")
+        raise ValueError(
+            f"sample_with_replacement: weights must be 1-D, got shape {tuple(weights.shape)}"
+        )
     if weights.numel() == 0:
         raise ValueError("sample_with_replacement: weights is empty")
     if weights.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"sample_with_replacement: weights must be float32 or float64, got {weights.dtype}")
+        raise TypeError(
+            f"sample_with_replacement: weights must be float32 or float64, got {weights.dtype}"
+        )
     if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
         raise TypeError(f"sample_with_replacement: num_samples must be an int, got {num_samples!r}")
     if num_samples < 0:

@@ -7,12 +7,16 @@ by `seed`, so its output is a different (equally valid) sample than the kernels'
 import torch
 
 
-def sample_with_replacement(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torch.Tensor:
+def sample_with_replacement(
+    weights: torch.Tensor, num_samples: int, seed: torch.Tensor
+) -> torch.Tensor:
     w = weights.to(torch.float64)
     bad = ~torch.isfinite(w) | (w < 0)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f"sample_with_replacement: weights[{i}] = {float(w[i])} is not finite and >= 0")
+        raise ValueError(
+            f"sample_with_replacement: weights[{i}] = {float(w[i])} is not finite and >= 0"
+        )
     cdf = torch.cumsum(w, 0)
     total = cdf[-1]
     if not float(total) > 0.0:
