@@ -12,4 +12,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -m pip install -q numpy scipy pytest ninja "setuptools>=64" wheel
 "$PY" -m pip install -q triton || echo "setup: triton unavailable; Triton tests will be skipped"
+# Lint tools, pinned: another version may format differently and fail CI.
+"$PY" -m pip install -q "clang-format==23.1.5" "ruff==0.17.6"
+# CMake builds the C++ tests (CMakeLists.txt needs >= 3.18); pip's if the system one is older.
+cmake_version=$(cmake --version 2>/dev/null | sed -n '1s/[^0-9]*\([0-9][0-9.]*\).*/\1/p' || true)
+if [[ -z $cmake_version || $(printf '%s\n' 3.18 "$cmake_version" | sort -V | head -n 1) != 3.18 ]]; then
+  "$PY" -m pip install -q "cmake>=3.18"
+fi
 "$PY" -m pip install -q --no-build-isolation -e .

@@ -11,9 +11,9 @@ inline void check_sample_with_replacement_args(const at::Tensor& weights, int64_
   TORCH_CHECK_VALUE(weights.dim() == 1, "sample_with_replacement: weights must be 1-D, got ",
                     weights.dim(), " dimensions");
   TORCH_CHECK_VALUE(weights.numel() > 0, "sample_with_replacement: weights is empty");
-  TORCH_CHECK_TYPE(
-      weights.scalar_type() == at::kFloat || weights.scalar_type() == at::kDouble,
-      "sample_with_replacement: weights must be float32 or float64, got ", weights.scalar_type());
+  TORCH_CHECK_TYPE(weights.scalar_type() == at::kFloat || weights.scalar_type() == at::kDouble,
+                   "sample_with_replacement: weights must be float32 or float64, got ",
+                   weights.scalar_type());
   TORCH_CHECK_VALUE(num_samples >= 0, "sample_with_replacement: num_samples must be >= 0, got ",
                     num_samples);
   TORCH_CHECK_VALUE(seed.numel() == 1 && seed.scalar_type() == at::kLong,
@@ -29,8 +29,8 @@ inline void check_sample_with_replacement_status(const at::Tensor& weights, int6
   if (first_bad < weights.numel()) {
     const double v = weights.select(0, first_bad).item<double>();
     const char* what = std::isnan(v) ? "NaN" : (std::isinf(v) ? "infinite" : "negative");
-    TORCH_CHECK_VALUE(false, "sample_with_replacement: weights[", first_bad, "] is ", what, " (",
-                      v, "); weights must be finite and >= 0");
+    TORCH_CHECK_VALUE(false, "sample_with_replacement: weights[", first_bad, "] is ", what, " (", v,
+                      "); weights must be finite and >= 0");
   }
   TORCH_CHECK_VALUE(total > 0.0, "sample_with_replacement: all weights are zero");
   TORCH_CHECK_VALUE(std::isfinite(total),

@@ -88,8 +88,8 @@ PADA_HD uint64_t local_threshold(double own) {
 // table. p(k) is slot k's mass scaled so that the n masses sum to n;
 // emit(k, own, alias) is called once per slot, alias == k meaning "keep".
 template <typename P, typename Light, typename Heavy, typename Emit>
-PADA_HD void alias_sweep(int64_t nl, const Light& light, int64_t nh, const Heavy& heavy,
-                         const P& p, const Emit& emit) {
+PADA_HD void alias_sweep(int64_t nl, const Light& light, int64_t nh, const Heavy& heavy, const P& p,
+                         const Emit& emit) {
   if (nh == 0) {
     // Only rounding can leave no heavy slot: all masses are then (nearly) 1.
     // Keep every slot, except that a zero stays never-drawn.

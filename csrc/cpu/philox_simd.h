@@ -32,8 +32,7 @@ struct Philox8State {
   __m256i c0, c1, c2, c3;
 };
 
-__attribute__((target("avx2"))) inline Philox8State philox8_init(uint64_t first,
-                                                                  uint32_t stream) {
+__attribute__((target("avx2"))) inline Philox8State philox8_init(uint64_t first, uint32_t stream) {
   alignas(32) uint32_t lo[kPhiloxLanes], hi[kPhiloxLanes];
   for (int t = 0; t < kPhiloxLanes; ++t) {
     lo[t] = static_cast<uint32_t>(first + t);
@@ -44,8 +43,7 @@ __attribute__((target("avx2"))) inline Philox8State philox8_init(uint64_t first,
                       _mm256_set1_epi32(static_cast<int>(stream)), _mm256_setzero_si256()};
 }
 
-__attribute__((target("avx2"))) inline void philox8_round(Philox8State& s, __m256i k0,
-                                                          __m256i k1) {
+__attribute__((target("avx2"))) inline void philox8_round(Philox8State& s, __m256i k0, __m256i k1) {
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(0xD2511F53u));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(0xCD9E8D57u));
   // 32x32->64 products of the even lanes, then of the odd lanes.
