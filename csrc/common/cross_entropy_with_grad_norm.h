@@ -17,9 +17,9 @@
 #pragma once
 
 #include <cmath>
-#include <limits>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "macros.h"
 

@@ -1,12 +1,13 @@
 // CPU kernel of pada::importance_update_: visits the batch in order, so that
 // repeated indices are applied exactly as a sequential loop would apply them.
 // A batch is a few hundred entries: one thread, no parallel region to wake.
+#include "../common/importance_update.h"
+
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include "../common/checks.h"
-#include "../common/importance_update.h"
 
 namespace pada {
 namespace {

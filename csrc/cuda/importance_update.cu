@@ -66,16 +66,15 @@ void importance_update_cuda(at::Tensor& scores, at::Tensor& visited, at::Tensor&
   const at::Tensor idx = index.contiguous();
   const at::Tensor val = values.contiguous();
   constexpr int kThreads = 256;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 4096));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, val.scalar_type(),
-                                  "importance_update_cuda", [&] {
-                                    importance_update_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
-                                        scores.data_ptr<float>(), visited.data_ptr<bool>(),
-                                        reinterpret_cast<unsigned long long*>(
-                                            status.data_ptr<int64_t>()),
-                                        idx.data_ptr<int64_t>(), val.data_ptr<scalar_t>(), n,
-                                        scores.numel(), decay);
-                                  });
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 4096));
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, val.scalar_type(), "importance_update_cuda", [&] {
+        importance_update_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+            scores.data_ptr<float>(), visited.data_ptr<bool>(),
+            reinterpret_cast<unsigned long long*>(status.data_ptr<int64_t>()),
+            idx.data_ptr<int64_t>(), val.data_ptr<scalar_t>(), n, scores.numel(), decay);
+      });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

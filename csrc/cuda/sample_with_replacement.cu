@@ -114,8 +114,7 @@ __global__ void draw_kernel(const int64_t* __restrict__ seed_ptr, int64_t num_sa
        s += stride) {
     const uint64_t us = static_cast<uint64_t>(s);
     const Philox4 r = philox_draw(seed, us, 0);
-    const uint64_t pos =
-        swr::draw_position(r, seed, us, top_thr, top_alias, log_top, log_block);
+    const uint64_t pos = swr::draw_position(r, seed, us, top_thr, top_alias, log_top, log_block);
     out[s] = swr::draw_resolve(r, seed, us, pos, table[pos], log_block);
   }
 }
@@ -168,8 +167,8 @@ at::Tensor sample_with_replacement_cuda(const at::Tensor& weights, int64_t num_s
     constexpr int kThreads = 256;
     const int64_t blocks = std::min<int64_t>((num_samples + kThreads - 1) / kThreads, 65536);
     draw_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        seed.data_ptr<int64_t>(), num_samples, top_thr, top_alias, layout.log_top,
-        layout.log_block, table_ptr, out.data_ptr<int64_t>());
+        seed.data_ptr<int64_t>(), num_samples, top_thr, top_alias, layout.log_top, layout.log_block,
+        table_ptr, out.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return out;
