@@ -336,3 +336,51 @@ def test_dataset_size_from_dataset():
     s = ImportanceSampler(IndexedDataset(list(range(17))), tau=0.0, seed=0)
     s.set_epoch(0)
     assert len(s) == 17 and len(list(s)) == 17
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_credits_each_sample_its_gradient_norm(reduction):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 5, generator=g, requires_grad=True)
+    targets = torch.randint(5, (8,), generator=g)
+    indices = torch.tensor([3, 9, 3, 0, 1, 2, 4, 7])
+    s = ImportanceSampler(10, tau=1.0, rule="paper", seed=0)
+    s.set_epoch(0)
+    loss = s.cross_entropy(logits, targets, indices, reduction=reduction)
+    want = torch.nn.functional.cross_entropy(logits, targets, reduction=reduction)
+    torch.testing.assert_close(loss, want)
+    loss.sum().backward()  # the gradient flows as through F.cross_entropy
+    norms = (torch.softmax(logits.detach(), 1) - torch.nn.functional.one_hot(targets, 5)).norm(
+        dim=1
+    )
+    s.set_epoch(1)
+    expected = torch.zeros(10)
+    expected[[9, 0, 1, 2, 4, 7]] = norms[[1, 3, 4, 5, 6, 7]]
+    expected[3] = (norms[0] + norms[2]) / 2  # the authors' rule, in batch order
+    torch.testing.assert_close(s.epoch_scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cross_entropy_reweighted_by_importance_weights():
+    g = torch.Generator().manual_seed(1)
+    s = ImportanceSampler(4, tau=0.5, rule="last", seed=0)
+    s.set_epoch(0)
+    s.update(torch.arange(4), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    s.set_epoch(1)
+    logits = torch.randn(4, 3, generator=g)
+    targets = torch.tensor([0, 1, 2, 0])
+    idx = torch.tensor([0, 1, 2, 3])
+    loss = s.cross_entropy(logits, targets, idx, reweight=True)
+    per = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    w = 1 / (4 * s.distribution()[idx]).float()
+    torch.testing.assert_close(loss, (per * w).mean())
+
+
+def test_nan_logits_do_not_poison_the_table():
+    s = ImportanceSampler(3, tau=1.0, rule="last", seed=0)
+    s.set_epoch(0)
+    logits = torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [2.0, 0.0]])
+    s.cross_entropy(logits, torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]), reduction="none")
+    s.set_epoch(1)
+    assert s.skipped_scores == 1
+    assert s.epoch_scores[1] == 0 and (s.epoch_scores[[0, 2]] > 0).all()
+    assert torch.isfinite(s.distribution()).all()
