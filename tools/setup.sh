@@ -11,6 +11,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
 "$PY" -m pip install -q numpy scipy pytest ninja "setuptools>=64" wheel
+# The end-to-end experiment (python/): embedded data, progress bars, plots.
+"$PY" -m pip install -q scikit-learn tqdm matplotlib
 "$PY" -m pip install -q triton || echo "setup: triton unavailable; Triton tests will be skipped"
 # Lint tools, pinned: another version may format differently and fail CI.
 "$PY" -m pip install -q "clang-format==23.1.5" "ruff==0.17.6"
