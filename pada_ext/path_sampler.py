@@ -1,7 +1,11 @@
 """PathSampler: path importance sampling (the PA of PA&DA) for SPOS supernets."""
 
+import math
+import operator
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Optional
 
 import torch
@@ -58,6 +62,14 @@ class PathSampler:
         decay: the decay of ``"ema"``.
         seed: seed of the path generator. Default: drawn from torch's default
             generator (rank 0's when distributed, so every rank draws the same paths).
+        flat_grads: keep the candidate ops' gradients as views into one flat
+            buffer (as DDP's bucket views), each (edge, op) block contiguous, so
+            that :meth:`record` reads a few blocks instead of walking every
+            parameter. It needs the ``.grad`` tensors to be kept between steps:
+            zero them in place (``optimizer.zero_grad(set_to_none=False)``). If
+            they are replaced anyway, :meth:`record` notices, warns once and
+            goes on without the buffer. All candidate-op parameters must share
+            one dtype and device.
     """
 
     def __init__(
@@ -72,6 +84,7 @@ class PathSampler:
         rule: str = "ema",
         decay: Optional[float] = None,
         seed: Optional[int] = None,
+        flat_grads: bool = False,
     ):
         self.decisions = [_instances(e, k) for k, e in enumerate(edges)]
         if not self.decisions:
@@ -118,6 +131,32 @@ class PathSampler:
         self.delta = self._delta(0)
         self._applied_epoch = None
         self._plans = OrderedDict()  # path -> precomputed grouping, LRU
+        self._flat = self._install_flat_grads() if flat_grads else None
+
+    def _install_flat_grads(self):
+        params = [p for ps in self._params for plist in ps for p in plist]
+        if not params:
+            return None
+        dtypes = {p.dtype for p in params}
+        if len(dtypes) != 1:
+            raise ValueError(f"flat_grads needs one dtype for all candidate ops, got {dtypes}")
+        flat = torch.zeros(sum(p.numel() for p in params), dtype=dtypes.pop(), device=self.device)
+        self._blocks = [[None] * self.num_ops for _ in self.decisions]
+        self._probes = [[None] * self.num_ops for _ in self.decisions]
+        offset = 0
+        for k, ps in enumerate(self._params):
+            for j, plist in enumerate(ps):
+                start = offset
+                for p in plist:
+                    view = flat[offset : offset + p.numel()].view_as(p)
+                    if p.grad is not None:
+                        view.copy_(p.grad)
+                    p.grad = view
+                    offset += p.numel()
+                if plist:
+                    self._blocks[k][j] = flat[start:offset]
+                    self._probes[k][j] = (plist[0], plist[0].grad)
+        return flat
 
     @classmethod
     def paper(cls, edges, epochs: int, **kwargs):
@@ -160,36 +199,58 @@ class PathSampler:
             self._plans.move_to_end(path)
             return plan
         rows = 1 if self.shared else len(self.decisions)
-        params, groups = [], []
+        cells = rows * self.num_ops
+        params, groups, owner = [], [], []
+        plan = {}
         on_path = torch.zeros(rows, self.num_ops, dtype=torch.bool)
-        uses = torch.zeros(self.num_ops)
-        for k, j in enumerate(path):
+        uses = [0] * self.num_ops
+        for j in path:
             uses[j] += 1
-            plist = self._params[k][j]
-            if plist:
-                on_path[0 if self.shared else k, j] = True
-            for p in plist:
+        for k, j in enumerate(path):
+            cell = (0 if self.shared else k) * self.num_ops + j
+            if self._params[k][j]:
+                on_path.view(-1)[cell] = True
+            for p in self._params[k][j]:
                 params.append(p)
-                # l2: a group per (row, op); paper: a group per tensor.
-                groups.append(
-                    len(groups)
-                    if self.norm == "paper"
-                    else (j if self.shared else k * self.num_ops + j)
-                )
-        cell = [0 if self.shared else k for k, _ in enumerate(path)]
-        owner = torch.tensor(  # the (row, op) cell of each tensor, for the paper norm
-            [cell[k] * self.num_ops + j for k, j in enumerate(path) for _ in self._params[k][j]],
-            dtype=torch.int64,
+                owner.append(cell)
+                # l2: a group per (row, op) cell; paper: a group per tensor.
+                groups.append(len(groups) if self.norm == "paper" else cell)
+        # paper: step = norms @ mix sums each cell's tensor norms and divides by
+        # the number of decisions that chose the op (one kernel, no scatter).
+        mix = torch.zeros(len(params), cells)
+        for g, cell in enumerate(owner):
+            mix[g, cell] = 1.0 / (uses[cell % self.num_ops] if self.shared else 1)
+        inv_uses = torch.tensor(
+            [1.0 / max(uses[j], 1) if self.shared else 1.0 for j in range(self.num_ops)]
         )
-        divisor = uses.clamp_min(1.0) if self.shared else torch.ones(self.num_ops)
-        plan = {
-            "params": params,
-            "groups": torch.tensor(groups, dtype=torch.int64),
-            "num_groups": len(groups) if self.norm == "paper" else rows * self.num_ops,
-            "owner": owner.to(self.device),
-            "on_path": on_path.to(self.device),
-            "divisor": divisor.to(self.device),
-        }
+        if self._flat is not None:
+            # l2: one block view per decision; paper: the per-tensor views.
+            plan["flat_tensors"] = (
+                [p.grad for p in params]
+                if self.norm == "paper"
+                else [self._blocks[k][j] for k, j in enumerate(path) if self._params[k][j]]
+            )
+            plan["flat_groups"] = torch.tensor(
+                groups
+                if self.norm == "paper"
+                else [
+                    (0 if self.shared else k) * self.num_ops + j
+                    for k, j in enumerate(path)
+                    if self._params[k][j]
+                ],
+                dtype=torch.int64,
+            )
+            plan["probes"] = [self._probes[k][j] for k, j in enumerate(path) if self._params[k][j]]
+        plan.update(
+            {
+                "params": params,
+                "groups": torch.tensor(groups, dtype=torch.int64),
+                "num_groups": len(params) if self.norm == "paper" else cells,
+                "mix": mix.to(self.device),
+                "inv_uses": inv_uses.to(self.device),
+                "on_path": on_path.to(self.device),
+            }
+        )
         self._plans[path] = plan
         if len(self._plans) > _CACHE_SIZE:
             self._plans.popitem(last=False)
@@ -197,45 +258,54 @@ class PathSampler:
 
     def step_scores(self, path) -> torch.Tensor:
         """The score of each op on `path` from the current gradients, [rows, K]."""
-        path = self._check_path(path)
-        plan = self._plan(path)
+        return self._step_scores(self._plan(self._check_path(path)))
+
+    def _flat_intact(self, plan) -> bool:
+        if self._flat is None:
+            return False
+        if all(p.grad is view for p, view in plan["probes"]):
+            return True
+        warnings.warn(
+            "PathSampler(flat_grads=True): the gradients of the candidate ops were replaced "
+            "(e.g. zero_grad(set_to_none=True)); going on without the flat buffer",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._flat = None
+        self._plans.clear()
+        return False
+
+    def _step_scores(self, plan) -> torch.Tensor:
         rows = self.scores.shape[0]
-        params, groups = plan["params"], plan["groups"]
-        keep = [i for i, p in enumerate(params) if p.grad is not None]
-        if len(keep) != len(params):  # a missing gradient counts as zero
-            params = [params[i] for i in keep]
-            groups = groups[keep]
-        grads = [p.grad for p in params]
-        if self.norm == "paper":
-            norms = ops.grouped_grad_norm(grads, groups, plan["num_groups"])
-            step = torch.zeros(rows * self.num_ops, device=self.device)
-            if norms.numel():  # groups are the tensors; missing ones stay 0
-                step.index_add_(0, plan["owner"], norms.to(self.device))
-            step = step.view(rows, self.num_ops) / plan["divisor"]
+        if self._flat_intact(plan):
+            grads, groups = plan["flat_tensors"], plan["flat_groups"]
         else:
-            sq = ops.grouped_grad_norm(grads, groups, plan["num_groups"], squared=True)
-            sq = (
-                sq.to(self.device).view(rows, self.num_ops)
-                if grads
-                else torch.zeros(rows, self.num_ops, device=self.device)
-            )
-            step = (sq / plan["divisor"]).sqrt()
-        return torch.where(plan["on_path"], step, torch.zeros_like(step))
+            grads, groups = [p.grad for p in plan["params"]], plan["groups"]
+            if any(map(operator.is_, grads, repeat(None))):  # a missing gradient counts as 0
+                keep = [i for i, g in enumerate(grads) if g is not None]
+                grads, groups = [grads[i] for i in keep], groups[keep]
+        if not grads:
+            return torch.zeros(rows, self.num_ops, device=self.device)
+        if self.norm == "paper":  # groups are the tensors; missing ones stay 0
+            norms = ops.grouped_grad_norm(grads, groups, plan["num_groups"])
+            return (norms @ plan["mix"]).view(rows, self.num_ops)
+        sq = ops.grouped_grad_norm(grads, groups, plan["num_groups"], squared=True)
+        return (sq.view(rows, self.num_ops) * plan["inv_uses"]).sqrt_()
 
     def record(self, path) -> None:
         """Credits the gradients now in ``.grad`` to the ops of `path` (no host sync)."""
-        step = self.step_scores(path)
-        on_path = self._plans[tuple(int(j) for j in path)]["on_path"]
-        finite = torch.isfinite(step)
+        plan = self._plan(self._check_path(path))
+        step = self._step_scores(plan)
         if self.rule == "paper":
-            mask = finite & (step != 0)
-            self.scores = torch.where(mask, (self.scores + step) / 2, self.scores)
+            # The authors' test is step != 0; > 0 also keeps NaN out (norms are >= 0).
+            mask = (step > 0) & (step < math.inf)
+            self.scores = torch.where(mask, (self.scores + step) * 0.5, self.scores)
         elif self.rule == "ema":
-            mask = finite & on_path
-            mixed = self.decay * self.scores + (1 - self.decay) * step
-            self.scores = torch.where(mask, torch.where(self.seen, mixed, step), self.scores)
+            mask = torch.isfinite(step) & plan["on_path"]
+            mixed = torch.where(self.seen, self.scores.lerp(step, 1 - self.decay), step)
+            self.scores = torch.where(mask, mixed, self.scores)
         else:  # mean
-            mask = finite & on_path
+            mask = torch.isfinite(step) & plan["on_path"]
             self.count = self.count + mask
             self.scores = torch.where(
                 mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores

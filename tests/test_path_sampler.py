@@ -25,11 +25,11 @@ def tiny_supernet(seed=0, cells=2):
     return Supernet(channels=4, cells=cells, num_classes=3)
 
 
-def backward(model, path, seed):
+def backward(model, path, seed, set_to_none=True):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(6, 3, 8, 8, generator=g)
     y = torch.randint(3, (6,), generator=g)
-    model.zero_grad()
+    model.zero_grad(set_to_none=set_to_none)
     torch.nn.functional.cross_entropy(model(x, path), y).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
 
@@ -274,3 +274,51 @@ def test_bad_edges_and_paths():
     other = PathSampler(tiny_supernet().decisions(), delta=0.5, shared=False, seed=0)
     with pytest.raises(ValueError, match="configured"):
         other.load_state_dict(sampler.state_dict())
+
+
+@pytest.mark.parametrize("norm,rule", [("l2", "ema"), ("paper", "paper")])
+def test_flat_grads_gives_the_same_scores_and_trains_the_same(norm, rule):
+    models = [tiny_supernet(), tiny_supernet()]
+    samplers = [
+        PathSampler(m.decisions(), delta=0.5, norm=norm, rule=rule, seed=4, flat_grads=flat)
+        for m, flat in zip(models, (False, True))
+    ]
+    optims = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in models]
+    for step in range(4):
+        path = samplers[0].sample()
+        assert samplers[1].sample() == path
+        for m, s, opt in zip(models, samplers, optims):
+            backward(m, path, seed=step, set_to_none=False)  # keeps the flat views
+            opt.step()
+            s.record(path)
+        torch.testing.assert_close(samplers[1].scores, samplers[0].scores, rtol=1e-5, atol=1e-7)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b)
+    # The views really are the gradients: the buffer holds them.
+    cell_conv = models[1].cells[0].edges[0][3][1].weight
+    assert (
+        cell_conv.grad.untyped_storage().data_ptr()
+        == samplers[1]._flat.untyped_storage().data_ptr()
+    )
+
+
+def test_flat_grads_notices_replaced_gradients():
+    model, ref = tiny_supernet(), tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=0.5, rule="mean", seed=0, flat_grads=True)
+    plain = PathSampler(ref.decisions(), delta=0.5, rule="mean", seed=0)
+    path = [3, 2, 3, 2, 3, 2]
+    model.zero_grad(set_to_none=True)  # drops the views
+    backward(model, path, seed=1)
+    backward(ref, path, seed=1)
+    with pytest.warns(RuntimeWarning, match="replaced"):
+        sampler.record(path)
+    plain.record(path)
+    torch.testing.assert_close(sampler.scores, plain.scores)  # still right, without the buffer
+    assert sampler._flat is None
+
+
+def test_flat_grads_needs_one_dtype():
+    model = tiny_supernet()
+    model.cells[0].edges[0][2].double()
+    with pytest.raises(ValueError, match="one dtype"):
+        PathSampler(model.decisions(), delta=0.5, flat_grads=True)
