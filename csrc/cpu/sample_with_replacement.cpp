@@ -1,5 +1,5 @@
 // CPU kernel of pada::sample_with_replacement: the two-level alias table of
-// csrc/common/sample_with_replacement.h, built and drawn with at::parallel_for
+// csrc/common/sample_with_replacement.h, built and drawn on OpenMP threads
 // (OpenMP). Blocks and draws are independent, so the output does not depend
 // on the number of threads.
 #include <ATen/Dispatch.h>
@@ -17,6 +17,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "../common/checks.h"
 #include "../common/sample_with_replacement.h"
@@ -24,6 +27,23 @@
 
 namespace pada {
 namespace {
+
+// Runs body(c) for c in [0, num_chunks) on torch's thread count, chunks handed
+// out dynamically: on a shared machine a descheduled thread then delays only
+// its current chunk, not a fixed half of the work. Chunks are independent and
+// their results do not depend on which thread runs them.
+template <typename Body>
+void for_each_chunk(int64_t num_chunks, const Body& body) {
+#if defined(_OPENMP)
+  const int threads = static_cast<int>(std::min<int64_t>(at::get_num_threads(), num_chunks));
+  if (threads > 1 && !at::in_parallel_region()) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t c = 0; c < num_chunks; ++c) body(c);
+    return;
+  }
+#endif
+  for (int64_t c = 0; c < num_chunks; ++c) body(c);
+}
 
 // Scratch for the alias table. Draws hit it at random, so on Linux we ask for
 // transparent huge pages: one TLB entry per 2 MiB instead of per 4 KiB.
@@ -82,10 +102,13 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
   std::vector<int64_t> bad(layout.num_blocks, std::numeric_limits<int64_t>::max());
   // A block of 4096 slots takes ~15 us: chunks of 32 blocks (~0.5 ms) keep
   // small inputs on one thread, where waking a second one costs more.
-  at::parallel_for(0, layout.num_blocks, 32, [&](int64_t b0, int64_t b1) {
+  constexpr int64_t kBlocksPerChunk = 32;
+  const int64_t chunks = (layout.num_blocks + kBlocksPerChunk - 1) / kBlocksPerChunk;
+  for_each_chunk(chunks, [&](int64_t c) {
     std::vector<double> p(L);
     std::vector<uint16_t> light(L), heavy(L);
-    for (int64_t b = b0; b < b1; ++b) {
+    const int64_t b1 = std::min(layout.num_blocks, (c + 1) * kBlocksPerChunk);
+    for (int64_t b = c * kBlocksPerChunk; b < b1; ++b) {
       const int64_t len = std::min(L, layout.n - b * L);
       int64_t local_bad = std::numeric_limits<int64_t>::max();
       mass[b] = swr::block_mass(w + b * L, len, &local_bad);
@@ -126,8 +149,11 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   const uint64_t key = static_cast<uint64_t>(seed.item<int64_t>());
   int64_t* out_ptr = out.data_ptr<int64_t>();
   // ~10 ns a draw: chunks of 32768 draws are ~0.3 ms of work.
-  at::parallel_for(0, num_samples, 32768, [&](int64_t s0, int64_t s1) {
-    draw_range(s0, s1, key, layout, top_thr.data(), top_alias.data(), table_ptr, out_ptr);
+  constexpr int64_t kDrawsPerChunk = 32768;
+  for_each_chunk((num_samples + kDrawsPerChunk - 1) / kDrawsPerChunk, [&](int64_t c) {
+    const int64_t s0 = c * kDrawsPerChunk;
+    draw_range(s0, std::min(num_samples, s0 + kDrawsPerChunk), key, layout, top_thr.data(),
+               top_alias.data(), table_ptr, out_ptr);
   });
   return out;
 }
