@@ -107,9 +107,11 @@ def _ast_source(fn, signature, constexprs):
     unknown = (set(signature) | set(constexprs)) - set(fn.arg_names)
     if unknown:
         raise ValueError(f"not arguments of {fn.__name__}: {sorted(unknown)}")
-    both = set(signature) & set(constexprs)
-    if both:
-        raise ValueError(f"in both signature and constexprs: {sorted(both)}")
+    # A constexpr may also stand in the signature, typed "constexpr" (triton
+    # 3.3+ spells it so); any other type there contradicts the constexpr.
+    clash = [a for a in set(signature) & set(constexprs) if signature[a] != "constexpr"]
+    if clash:
+        raise ValueError(f"typed in the signature but given as constexprs: {sorted(clash)}")
     missing = [a for a in fn.arg_names if a not in signature and a not in constexprs]
     if missing:
         raise ValueError(f"arguments with neither a type nor a constexpr value: {missing}")

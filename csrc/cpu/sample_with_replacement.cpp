@@ -1,6 +1,6 @@
 // CPU kernel of pada::sample_with_replacement: the two-level alias table of
 // csrc/common/sample_with_replacement.h, built and drawn on OpenMP threads
-// (OpenMP). Blocks and draws are independent, so the output does not depend
+// Blocks and draws are independent, so the output does not depend
 // on the number of threads.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
