@@ -81,6 +81,26 @@ def sample_with_replacement(
     return torch.ops.pada.sample_with_replacement(weights, num_samples, seed)
 
 
+def _check_importance_update_args(scores, visited, status, index, values, decay):
+    # The Triton kernel has no C++ checks in front of it: the same ones here.
+    if scores.dim() != 1 or scores.dtype != torch.float32 or not scores.is_contiguous():
+        raise ValueError("importance_update_: scores must be a contiguous 1-D float32 tensor")
+    if visited.shape != scores.shape or visited.dtype != torch.bool:
+        raise ValueError("importance_update_: visited must be a bool tensor shaped like scores")
+    if status.numel() != 2 or status.dtype != torch.int64:
+        raise ValueError("importance_update_: status must be a two-element int64 tensor")
+    if index.dim() != 1 or index.dtype != torch.int64:
+        raise ValueError("importance_update_: index must be a 1-D int64 tensor")
+    if values.dim() != 1 or values.numel() != index.numel():
+        raise ValueError("importance_update_: values must be 1-D with one value per index")
+    if not values.dtype.is_floating_point:
+        raise TypeError(f"importance_update_: values must be floating point, got {values.dtype}")
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"importance_update_: decay must be in [0, 1], got {decay}")
+    if len({t.device for t in (scores, visited, status, index, values)}) != 1:
+        raise RuntimeError("importance_update_: all tensors must be on the scores' device")
+
+
 def importance_update_(
     scores: torch.Tensor,
     visited: torch.Tensor,
@@ -117,7 +137,10 @@ def importance_update_(
     if backend == "reference":
         _iu_reference.importance_update_(scores, visited, status, index, values, decay)
     elif backend == "triton":
-        raise RuntimeError("importance_update_ has no Triton kernel; use backend='native'")
+        from .triton import importance_update as _iu_triton  # noqa: F401
+
+        _check_importance_update_args(scores, visited, status, index, values, decay)
+        torch.ops.pada_triton.importance_update_(scores, visited, status, index, values, decay)
     else:
         torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, requires_triton, triton_device
 
 from pada_ext import ops
 
@@ -126,3 +126,58 @@ def test_torch_compile_fullgraph():
     index, values = torch.tensor([1, 2, 1]), torch.tensor([1.0, 2.0, 3.0])
     torch.testing.assert_close(compiled(*a, index, values), step(*b, index, values))
     torch.testing.assert_close(a[0], b[0])
+
+
+@requires_triton
+@pytest.mark.triton
+@pytest.mark.parametrize("decay", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_triton_bit_identical_to_native(decay, dtype):
+    dev = triton_device()
+    g = torch.Generator().manual_seed(3)
+    index = torch.randint(12, (40,), generator=g)
+    values = (torch.rand(40, generator=g) * 3).to(dtype)
+    values[[5, 17]] = float("nan")
+    got = [t.to(dev) for t in fresh(12, "cpu", seed=1)]
+    want = fresh(12, "cpu", seed=1)
+    ops.importance_update_(*got, index.to(dev), values.to(dev), decay, backend="triton")
+    ops.importance_update_(*want, index, values, decay, backend="native")
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.cpu(), b, rtol=0, atol=0)
+
+
+@requires_triton
+@pytest.mark.triton
+def test_triton_errors_and_opcheck():
+    dev = triton_device()
+    scores, visited, status = fresh(5, dev)
+    before = scores.clone()
+    if dev == "cpu":
+        with pytest.raises(IndexError, match=r"index\[1\] = 5 is out of range"):
+            ops.importance_update_(
+                scores, visited, status, torch.tensor([0, 5]), torch.ones(2), 0.5, backend="triton"
+            )
+        torch.testing.assert_close(scores, before)
+    with pytest.raises(ValueError, match="one value per index"):
+        ops.importance_update_(
+            scores,
+            visited,
+            status,
+            torch.tensor([0, 1], device=dev),
+            torch.ones(3, device=dev),
+            0.5,
+            backend="triton",
+        )
+    from pada_ext.triton import importance_update  # noqa: F401
+
+    torch.library.opcheck(
+        torch.ops.pada_triton.importance_update_.default,
+        (
+            scores,
+            visited,
+            status,
+            torch.tensor([1, 1, 4], device=dev),
+            torch.tensor([1.0, 2.0, 3.0], device=dev),
+            0.5,
+        ),
+    )

@@ -1,0 +1,127 @@
+"""Triton kernel of importance_update_: a program per batch entry; the entry
+holding the first occurrence of an index replays that index's visits in batch
+order with the arithmetic of csrc/common/importance_update.h (float64, rounded
+to float32 after each visit, no FMA), so results equal the CPU kernel's bit for
+bit. Out-of-range indices: skipped and counted in status[0] on the GPU; on CPU
+tensors (TRITON_INTERPRET=1) the launcher raises first, as the CPU kernel does.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK = 256  # indices compared per step of the first-occurrence search
+
+
+@triton.jit
+def importance_update_kernel(
+    scores_ptr,
+    visited_ptr,
+    status_ptr,
+    index_ptr,
+    values_ptr,
+    n,
+    size,
+    decay,
+    BLOCK: tl.constexpr,
+):
+    i = tl.program_id(0).to(tl.int64)
+    key = tl.load(index_ptr + i)
+    if (key < 0) | (key >= size):
+        tl.atomic_add(status_ptr, 1)
+    else:
+        earlier = tl.zeros([], tl.int32)
+        start = tl.zeros([], tl.int64)
+        while start < i:
+            offs = start + tl.arange(0, BLOCK)
+            ks = tl.load(index_ptr + offs, mask=offs < i, other=-1)
+            earlier += tl.sum(((ks == key) & (offs < i)).to(tl.int32), 0)
+            start += BLOCK
+        if earlier == 0:
+            s = tl.load(scores_ptr + key)
+            seen = tl.load(visited_ptr + key) != 0
+            skipped = tl.zeros([], tl.int64)
+            j = i
+            while j < n:
+                if tl.load(index_ptr + j) == key:
+                    v = tl.load(values_ptr + j).to(tl.float64)
+                    if v - v == 0.0:  # finite
+                        mixed = decay * s.to(tl.float64) + (1.0 - decay) * v
+                        s = tl.where(seen, mixed, v).to(tl.float32)
+                        seen = True
+                    else:
+                        skipped += 1
+                j += 1
+            tl.store(scores_ptr + key, s)
+            tl.store(visited_ptr + key, seen.to(tl.uint8))
+            if skipped > 0:
+                tl.atomic_add(status_ptr + 1, skipped)
+
+
+@torch.library.custom_op(
+    "pada_triton::importance_update_", mutates_args=("scores", "visited", "status")
+)
+def importance_update_(
+    scores: torch.Tensor,
+    visited: torch.Tensor,
+    status: torch.Tensor,
+    index: torch.Tensor,
+    values: torch.Tensor,
+    decay: float,
+) -> None:
+    if index.numel() == 0:
+        return
+    if index.device.type == "cpu":  # interpreted: raise like the CPU kernel, before any change
+        bad = ((index < 0) | (index >= scores.numel())).nonzero()
+        if bad.numel():
+            i = int(bad[0, 0])
+            raise IndexError(
+                f"importance_update_: index[{i}] = {int(index[i])} is out of range for a "
+                f"table of {scores.numel()} entries"
+            )
+    importance_update_kernel[(index.numel(),)](
+        scores,
+        visited.view(torch.uint8),
+        status,
+        index.contiguous(),
+        values.contiguous(),
+        index.numel(),
+        scores.numel(),
+        float(decay),
+        BLOCK=BLOCK,
+        enable_fp_fusion=False,
+    )
+
+
+@importance_update_.register_fake
+def _(scores, visited, status, index, values, decay):
+    return None
+
+
+def aot_specs():
+    """The kernel with concrete signatures, for an ahead-of-time sm_90 compile."""
+    return [
+        {
+            "name": f"importance_update_{name}",
+            "kernel": importance_update_kernel,
+            "signature": {
+                "scores_ptr": "*fp32",
+                "visited_ptr": "*u8",
+                "status_ptr": "*i64",
+                "index_ptr": "*i64",
+                "values_ptr": dtype,
+                "n": "i64",
+                "size": "i64",
+                "decay": "fp64",
+                "BLOCK": "constexpr",
+            },
+            "constexprs": {"BLOCK": BLOCK},
+            "options": {"enable_fp_fusion": False},
+        }
+        for name, dtype in (
+            ("fp32", "*fp32"),
+            ("fp16", "*fp16"),
+            ("bf16", "*bf16"),
+            ("fp64", "*fp64"),
+        )
+    ]
