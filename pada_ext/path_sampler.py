@@ -352,17 +352,21 @@ class PathSampler:
         return path
 
     # -- checkpoints ----------------------------------------------------------------
+    def _config(self) -> tuple:
+        """What a checkpoint must agree on to be loaded here."""
+        return (
+            self.shared,
+            self.update,
+            self.norm,
+            self.rule,
+            self.decay,
+            self.num_ops,
+            len(self.decisions),
+        )
+
     def state_dict(self) -> dict:
         return {
-            "config": (
-                self.shared,
-                self.update,
-                self.norm,
-                self.rule,
-                self.decay,
-                self.num_ops,
-                len(self.decisions),
-            ),
+            "config": self._config(),
             "scores": self.scores.cpu(),
             "seen": self.seen.cpu(),
             "count": self.count.cpu(),
@@ -374,15 +378,7 @@ class PathSampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        mine = (
-            self.shared,
-            self.update,
-            self.norm,
-            self.rule,
-            self.decay,
-            self.num_ops,
-            len(self.decisions),
-        )
+        mine = self._config()
         if tuple(state["config"]) != mine:
             raise ValueError(
                 f"state_dict was saved by a PathSampler configured as "

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ..ops import _xent_setup_context  # the same saved state as the native op
+
 _MAX_BLOCK = 4096
 
 
@@ -193,21 +195,13 @@ def _(grad_loss_per_row, logits, target, lse, ignore_index, label_smoothing):
     return logits.new_empty(logits.shape)
 
 
-def _setup_context(ctx, inputs, output):
-    logits, target, ignore_index, label_smoothing = inputs
-    _, grad_norm, lse = output
-    ctx.mark_non_differentiable(grad_norm, lse)
-    ctx.save_for_backward(logits, target, lse)
-    ctx.ignore_index, ctx.label_smoothing = ignore_index, label_smoothing
-
-
 def _backward(ctx, grad_loss_per_row, _grad_norm, _lse):
     logits, target, lse = ctx.saved_tensors
     grad = xent_bwd(grad_loss_per_row, logits, target, lse, ctx.ignore_index, ctx.label_smoothing)
     return grad, None, None, None
 
 
-xent_fwd.register_autograd(_backward, setup_context=_setup_context)
+xent_fwd.register_autograd(_backward, setup_context=_xent_setup_context)
 
 
 def aot_specs():
