@@ -89,7 +89,7 @@ def parse_args(argv=None):
         "--pilot",
         type=int,
         default=0,
-        help="train only N sub64 paths (a fixed random subset) and the first N random ones (a quick look)",
+        help="a quick look: N sub64 paths (a fixed random subset) and the first N random ones",
     )
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
