@@ -25,9 +25,9 @@ from .nb201 import Supernet
 
 @dataclass(frozen=True)
 class TrainConfig:
-    channels: int = 8
+    channels: int = 4
     cells: int = 1
-    epochs: int = 10
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 0.1
     momentum: float = 0.9
