@@ -135,8 +135,9 @@ def train(
     data_sampler, path_sampler = build_samplers(kind, model, n, cfg, seed)
     dataset = IndexedDataset(TensorDataset(split.x_train, split.y_train))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=data_sampler)
+    params = list(model.parameters())  # listed once: .parameters() walks every module
     optimizer = torch.optim.SGD(
-        model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
     # Same grouping of the candidate ops' parameters as PathSampler uses.
@@ -175,7 +176,7 @@ def train(
                 loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             path_sampler.record(path)
             gv.add(path)
@@ -207,10 +208,14 @@ def train(
             eval_seconds += time.perf_counter() - t0
         bar.set_postfix(loss=f"{record['loss'][-1]:.3f}", gv=f"{record['gv'][-1]:.2e}")
     if hasattr(path_sampler, "probabilities"):
+        # the last epoch's distribution, and the op scores learnt during it
         record["path_probs"] = path_sampler.probabilities[0].tolist()
+        record["path_scores"] = path_sampler.scores[0].tolist()
     if is_da:
         q = data_sampler.distribution()
         record["data_q_max_over_uniform"] = float(q.max() * n)
+        record["data_scored"] = int(data_sampler.visited.sum())  # samples scored last epoch
+        record["data_score_mean"] = float(data_sampler.scores[data_sampler.visited].mean())
     record["seconds"] = {
         "train": train_seconds,
         "eval": eval_seconds,
