@@ -18,7 +18,7 @@ from .train import PRESETS, SAMPLERS, make_config
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m pada_nas", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="small")
-    p.add_argument("--quick", action="store_true", help="2 seeds, 10 epochs: a few minutes")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 15 epochs: a few minutes")
     p.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated subset")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per sampler")
     p.add_argument(
@@ -33,6 +33,7 @@ def parse(argv=None):
     p.add_argument("--cells", type=int)
     p.add_argument("--train-size", type=int)
     p.add_argument("--eval-every", type=int, help="ranking metrics every k epochs")
+    p.add_argument("--test-size", type=int, help="test images for the evaluation (default all)")
     p.add_argument("--ground-truth", default=str(experiment.DEFAULT_GROUND_TRUTH))
     p.add_argument("--out", default="python/runs/latest")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -66,8 +67,8 @@ def main(argv=None):
     seeds = args.seeds
     if args.quick:
         seeds = min(seeds, 2)
-        overrides.setdefault("epochs", 10)
-    for key in ("epochs", "batch_size", "eval_every"):
+        overrides.setdefault("epochs", 15)
+    for key in ("epochs", "batch_size", "eval_every", "test_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     cfg = make_config(args.preset, rules=args.rules, **overrides)
