@@ -10,15 +10,15 @@ def evaluate_paths(model, paths, x, y, batch_size: int) -> list:
     """Test accuracy of every path in `paths` with the supernet's weights.
 
     BatchNorm normalises with batch statistics, so every path sees the same
-    batches of exactly `batch_size` images (a smaller split is one batch; the
-    ragged tail of a larger one is dropped): the accuracies stay comparable.
+    batches in the same order: the split is cut into ``ceil(n / batch_size)``
+    consecutive batches of near-equal size (they differ by at most one image),
+    so that no small ragged tail gets noisy statistics and no image is dropped.
     """
     was_training = model.training
     model.eval()  # BN keeps no running stats: it uses batch statistics in eval mode too
-    n = len(y)
-    b = min(batch_size, n)
-    batches = [(x[i : i + b], y[i : i + b]) for i in range(0, n - b + 1, b)]
-    counted = sum(len(yb) for _, yb in batches)
+    pieces = -(-len(y) // batch_size)
+    batches = list(zip(x.tensor_split(pieces), y.tensor_split(pieces)))
+    counted = len(y)
     accs = []
     for path in paths:
         correct = 0

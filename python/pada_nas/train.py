@@ -44,7 +44,7 @@ class Config:
     # "paper": ImportanceSampler.paper / PathSampler.paper (the authors' rules);
     # "default": the pada_ext constructors' defaults.
     rules: str = "paper"
-    eval_batch: int = 1024  # BN uses batch statistics: every eval batch has this size
+    eval_batch: int = 256  # BN uses batch statistics: eval batches of (about) this size
     eval_every: int = 5  # ranking metrics every k epochs (and always at the last)
     curve_test_size: Optional[int] = 256  # test images for the intermediate evals
     test_size: Optional[int] = None  # test images for the final eval (None: the whole split)
