@@ -68,6 +68,7 @@ def main(argv=None):
     if args.quick:
         seeds = min(seeds, 2)
         overrides.setdefault("epochs", 15)
+        overrides.setdefault("eval_every", 5)
     for key in ("epochs", "batch_size", "eval_every", "test_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)

@@ -45,7 +45,7 @@ class Config:
     # "default": the pada_ext constructors' defaults.
     rules: str = "paper"
     eval_batch: int = 256  # BN uses batch statistics: eval batches of (about) this size
-    eval_every: int = 5  # ranking metrics every k epochs (and always at the last)
+    eval_every: int = 10  # ranking metrics every k epochs (and always at the last)
     curve_test_size: Optional[int] = 256  # test images for the intermediate evals
     test_size: Optional[int] = None  # test images for the final eval (None: the whole split)
     extra: dict = field(default_factory=dict)
