@@ -89,14 +89,14 @@ def run(cfg, samplers, seeds, ground_truth, out_dir, command="", progress=True, 
     for seed in seeds:
         for kind in samplers:
             runs.append(training.train(kind, cfg, seed, eval_sets, split, progress))
-            if progress:
-                f = runs[-1]["final"]
-                print(
-                    f"{LABELS[kind]:6s} seed {seed}: "
-                    + "  ".join(f"{n} KT {f[n]['kt']:.3f} P@5% {f[n]['p_top5']:.3f}" for n in f)
-                    + f"  GV {runs[-1]['mean_gv']:.3e}  ({runs[-1]['seconds']['total']:.0f}s)",
-                    flush=True,
-                )
+            # one line per supernet, also without progress bars
+            f = runs[-1]["final"]
+            print(
+                f"{LABELS[kind]:6s} seed {seed}: "
+                + "  ".join(f"{n} KT {f[n]['kt']:.3f} P@5% {f[n]['p_top5']:.3f}" for n in f)
+                + f"  GV {runs[-1]['mean_gv']:.3e}  ({runs[-1]['seconds']['total']:.0f}s)",
+                flush=True,
+            )
     seconds = time.perf_counter() - started
     summary = summarise(runs, samplers, set_names)
     table = markdown_table(summary, set_names)
