@@ -123,7 +123,7 @@ def run(cfg, samplers, seeds, ground_truth, out_dir, command="", progress=True, 
         "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
     }
     with open(out / "results.json", "w") as f:
-        json.dump(payload, f, indent=1)
+        json.dump(payload, f, separators=(",", ":"))  # compact: it holds every path's accuracy
     with open(out / "table.md", "w") as f:
         f.write(f"Command: `{command}`\n\n{table}\n")
     if plot:
