@@ -23,6 +23,8 @@ def parse(argv=None):
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per sampler")
     p.add_argument(
         "--rules",
+        "--config",
+        dest="rules",
         choices=("paper", "default"),
         default="paper",
         help="paper: ImportanceSampler.paper / PathSampler.paper; default: pada_ext defaults",
