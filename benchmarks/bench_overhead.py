@@ -1,0 +1,384 @@
+"""Time per training step of PA&DA against SPOS on the same supernet, batch and data.
+
+Three variants train their own copy of the same supernet (same initial
+weights), one epoch at a time, interleaved round robin so that load from other
+processes on a shared machine hits them alike:
+
+- spos: uniform paths, a RandomSampler-style permutation, F.cross_entropy.
+- pada_fused: pada_ext as a user would use it: PathSampler.paper (sample,
+  record after clip and step), ImportanceSampler.paper (the fused
+  cross_entropy credits scores, no host sync) and their set_epoch / draw at the
+  epoch's end.
+- pada_unfused: the authors' way (shared/reference-behaviour.md), rewritten:
+  per step an .item() norm of each conv weight's and bias's gradient on the
+  path in every cell, softmax/one_hot/subtract/norm then .cpu().numpy() of the
+  data scores, a path drawn with np.random.choice; at the epoch's end a Python
+  loop over the epoch's (index, score) pairs and np.random.choice(N, N, p=q).
+
+Every variant runs the SAME path sequence through the network (the samplers
+still draw and score as they would; only the path fed to the network is
+shared), so that differences in the ops trained do not drown the overhead:
+PA shifts the mix of ops, which changes compute but is not sampling overhead.
+An epoch's time includes its epoch-end work; per-step time = epoch time / steps.
+
+Usage (from the repository root, after build_ext --inplace):
+    PYTHONPATH=python:. python benchmarks/bench_overhead.py [--shape small|nb201|authors]
+        [--threads 1] [--repeats 10] [--device cuda]
+Prints a table and writes benchmarks/results/overhead_<shape>_<device>_t<threads>.json.
+"""
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The repository's own build first (an installed pada_ext elsewhere must not shadow it).
+sys.path[:0] = [HERE, os.path.join(HERE, ".."), os.path.join(HERE, "..", "python")]
+
+from common import machine_info, print_table, sync, write_json  # noqa: E402
+from pada_nas.nb201 import CONV_OPS, NUM_EDGES, Supernet  # noqa: E402
+
+import pada_ext  # noqa: E402
+from pada_ext import ImportanceSampler, PathSampler  # noqa: E402
+
+SHAPES = {
+    # the small experiment preset: digits (N = 1000, 8x8, 1 channel), 16 steps/epoch
+    "small": dict(channels=8, cells=1, batch=64, data="digits"),
+    # the authors' supernet (C=16, 5 cells per stage) on the same digits
+    "nb201": dict(channels=16, cells=5, batch=64, data="digits"),
+    # the authors' run: CIFAR-10-shaped random data, N = 50,000, batch 256 (for a GPU)
+    "authors": dict(channels=16, cells=5, batch=256, data="cifar_shaped"),
+}
+NUM_OPS = 5
+
+
+def load_data(kind):
+    if kind == "digits":
+        from pada_nas.data import digits
+
+        s = digits(1000, 0)
+        return s.x_train, s.y_train, 10
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(50_000, 3, 32, 32, generator=g),
+        torch.randint(10, (50_000,), generator=g),
+        10,
+    )
+
+
+class Variant:
+    """One training setup; `run_epoch(paths)` trains an epoch on the given paths."""
+
+    def __init__(self, name, model, x, y, batch, epochs, seed):
+        self.name, self.model, self.x, self.y, self.batch = name, model, x, y, batch
+        self.n = len(y)
+        self.epochs = epochs
+        self.epoch = 0
+        # Listed once: model.parameters() walks every module, a cost common to all
+        # variants that would only dilute the overhead being measured.
+        self.params = list(model.parameters())
+        self.opt = torch.optim.SGD(self.params, 0.05, momentum=0.9, weight_decay=2.5e-4)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(self.n, generator=self.gen)
+        self.setup()
+
+    def setup(self):
+        pass
+
+    def step_common(self, x, y, path, loss_fn):
+        logits = self.model(x, path)
+        loss = loss_fn(logits, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 5.0)
+        self.opt.step()
+        return loss
+
+    def run_epoch(self, paths):
+        for s, path in enumerate(paths):
+            idx = self.order[s * self.batch : (s + 1) * self.batch]
+            self.step(self.x[idx], self.y[idx], idx, path)
+        self.epoch += 1
+        self.epoch_end()
+
+
+class Spos(Variant):
+    def draw(self):
+        return torch.randint(NUM_OPS, (NUM_EDGES,), generator=self.gen).tolist()
+
+    def loss(self, z, t, idx):
+        return F.cross_entropy(z, t)
+
+    def after_step(self, path):
+        pass
+
+    def step(self, x, y, idx, path):
+        self.draw()
+        self.step_common(x, y, path, F.cross_entropy)
+
+    def epoch_end(self):
+        self.order = torch.randperm(self.n, generator=self.gen)
+
+
+class PadaFused(Variant):
+    def setup(self):
+        self.ps = PathSampler.paper(self.model.decisions(), self.epochs, seed=1)
+        self.ds = ImportanceSampler.paper(self.n, self.epochs, seed=2)
+        self.ps.set_epoch(0)
+        self.ds.set_epoch(0)
+
+    def draw(self):
+        return self.ps.sample()
+
+    def loss(self, z, t, idx):
+        return self.ds.cross_entropy(z, t, idx)
+
+    def after_step(self, path):
+        self.ps.record(path)
+
+    def step(self, x, y, idx, path):
+        self.draw()
+        self.step_common(x, y, path, lambda z, t: self.loss(z, t, idx))
+        self.after_step(path)
+
+    def epoch_end(self):
+        self.ps.set_epoch(self.epoch)
+        self.ds.set_epoch(self.epoch)
+        self.order = self.ds.epoch_indices()
+
+
+class PadaUnfused(Variant):
+    """The authors' bookkeeping, restated (see the module docstring)."""
+
+    def setup(self):
+        self.rng = np.random.default_rng(3)
+        self.p = np.full(NUM_OPS, 1.0 / NUM_OPS)
+        self.op_scores = np.zeros(NUM_OPS)
+        self.data_scores = np.zeros(self.n)
+        self.seen_idx, self.seen_scores = [], []
+        self.convs = [
+            [
+                [cell.edges[k][j][1] if j in CONV_OPS else None for j in range(NUM_OPS)]
+                for k in range(NUM_EDGES)
+            ]
+            for cell in self.model.cells
+        ]
+
+    def draw(self):
+        return self.rng.choice(NUM_OPS, size=NUM_EDGES, p=self.p)  # their per-step draw
+
+    def loss(self, logits, y, idx):
+        loss = F.cross_entropy(logits, y)
+        with torch.no_grad():
+            g = F.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1])
+            self.seen_scores.append(g.norm(dim=1).cpu().numpy())
+            self.seen_idx.append(idx.cpu().numpy())
+        return loss
+
+    def step(self, x, y, idx, path):
+        self.draw()
+        self.step_common(x, y, path, lambda z, t: self.loss(z, t, idx))
+        self.after_step(path)
+
+    def after_step(self, path):
+        per_op = [0.0] * NUM_OPS
+        for cell in self.convs:
+            for k, j in enumerate(path):
+                conv = cell[k][j]
+                if conv is not None:
+                    per_op[j] += conv.weight.grad.norm().item() + conv.bias.grad.norm().item()
+        for j in range(NUM_OPS):
+            if per_op[j] != 0.0:
+                self.op_scores[j] = (self.op_scores[j] + per_op[j] / path.count(j)) / 2
+
+    def epoch_end(self):
+        scores = np.zeros(self.n)
+        for idxs, vals in zip(self.seen_idx, self.seen_scores):
+            for i, v in zip(idxs, vals):  # their Python loop, in visit order
+                scores[i] = v if scores[i] == 0 else (scores[i] + v) / 2
+        self.seen_idx, self.seen_scores = [], []
+        tau = delta = max(self.epoch - 1, 0) / self.epochs
+        q = tau * scores / scores.sum() + (1 - tau) / self.n
+        self.order = torch.from_numpy(self.rng.choice(self.n, size=self.n, replace=True, p=q))
+        total = self.op_scores.sum()
+        share = self.op_scores / total if total > 0 else np.full(NUM_OPS, 1.0 / NUM_OPS)
+        self.p = delta * share + (1 - delta) / NUM_OPS
+        self.op_scores = np.zeros(NUM_OPS)
+
+
+def min_us(fn, setup=None, repeats=200):
+    """Minimum over `repeats` single calls of fn(), in microseconds (setup untimed)."""
+    best = float("inf")
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6
+
+
+def bookkeeping(cls, base, x, y, batch, steps, seed, device):
+    """The sampling work of a variant alone, per step (us), on real gradients.
+
+    Each part is the minimum of many calls, so it is robust to a noisy machine
+    where whole epochs are not: draw, loss (forward + backward of the loss from
+    the logits: the DA scores), after_step (PA scores) and epoch_end / steps.
+    """
+    v = cls(cls.__name__, copy.deepcopy(base), x, y, batch, 10**6, seed)
+    path = [2, 3, 3, 2, 1, 4]  # 3 conv 1x1, ... a mid-cost path with both convs
+    v.run_epoch([path] * steps)
+    v.run_epoch([path] * steps)
+    idx = v.order[:batch]
+    with torch.no_grad():
+        z0 = v.model(x[idx], path)
+    yb = y[idx]
+
+    def loss_part():
+        z = z0.clone().requires_grad_()
+        v.loss(z, yb, idx).backward()
+        sync(device)
+
+    parts = {
+        "draw": min_us(v.draw),
+        "loss": min_us(loss_part),
+        "after_step": min_us(lambda: (v.after_step(path), sync(device))),
+    }
+    if isinstance(v, PadaUnfused):
+        # refill one epoch's (index, score) pairs before each timed epoch end
+        def refill():
+            v.seen_idx, v.seen_scores = [], []
+            for s in range(steps):
+                v.loss(z0, yb, v.order[s * batch : (s + 1) * batch][: len(yb)])
+
+        parts["epoch_end"] = min_us(v.epoch_end, refill, repeats=20) / steps
+    else:
+
+        def epoch_end():
+            v.epoch += 1
+            v.epoch_end()
+            sync(device)
+
+        parts["epoch_end"] = min_us(epoch_end, repeats=20) / steps
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+VARIANTS = {"spos": Spos, "pada_fused": PadaFused, "pada_unfused": PadaUnfused}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="small")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=10, help="timed epochs per variant")
+    ap.add_argument("--steps", type=int, help="steps per epoch (default: a full epoch)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    shape = SHAPES[args.shape]
+    x, y, classes = load_data(shape["data"])
+    x, y = x.to(device), y.to(device)
+    batch = shape["batch"]
+    steps = args.steps or len(y) // batch
+    torch.manual_seed(0)
+    base = Supernet(shape["channels"], shape["cells"], classes, x.shape[1]).to(device)
+    # The schedules span the whole run (warm-up included): delta, tau > 0 when timed.
+    epochs = args.repeats + 3
+    variants = [
+        cls(name, copy.deepcopy(base), x, y, batch, epochs, seed=i)
+        for i, (name, cls) in enumerate(VARIANTS.items())
+    ]
+    path_gen = torch.Generator().manual_seed(123)
+
+    def paths():
+        return torch.randint(NUM_OPS, (steps, NUM_EDGES), generator=path_gen).tolist()
+
+    for _ in range(2):  # warm-up: allocator, caches, delta/tau become > 0
+        seq = paths()
+        for v in variants:
+            v.run_epoch(seq)
+    times = {v.name: [] for v in variants}
+    for r in range(args.repeats):
+        seq = paths()
+        order = variants[r % 3 :] + variants[: r % 3]  # rotate who goes first
+        for v in order:
+            sync(device)
+            t0 = time.perf_counter()
+            v.run_epoch(seq)
+            sync(device)
+            times[v.name].append((time.perf_counter() - t0) / steps * 1e3)
+    spos_min, spos_med = min(times["spos"]), statistics.median(times["spos"])
+    rows, results = [], {}
+    for name, ts in times.items():
+        mn, md = min(ts), statistics.median(ts)
+        results[name] = {"ms_per_step_min": mn, "ms_per_step_median": md, "all": ts}
+        rows.append(
+            [
+                name,
+                f"{mn:.2f}",
+                f"{md:.2f}",
+                f"{100 * (mn / spos_min - 1):+.1f}%",
+                f"{100 * (md / spos_med - 1):+.1f}%",
+            ]
+        )
+    print(
+        f"{args.shape}: C={shape['channels']}, {shape['cells']} cells/stage, batch {batch}, "
+        f"N={len(y)}, {steps} steps/epoch, {args.repeats} epochs per variant, "
+        f"{args.threads} thread(s), {device}"
+    )
+    print_table(
+        ["variant", "ms/step min", "ms/step median", "vs SPOS (min)", "vs SPOS (median)"], rows
+    )
+    parts = {
+        name: bookkeeping(cls, base, x, y, batch, steps, i, device)
+        for i, (name, cls) in enumerate(VARIANTS.items())
+    }
+    print("\nSampling work alone, us per step (min of many calls; epoch end amortised):")
+    rows = []
+    for name, p in parts.items():
+        extra = p["total"] - parts["spos"]["total"]
+        rows.append(
+            [name]
+            + [f"{p[k]:.0f}" for k in ("draw", "loss", "after_step", "epoch_end", "total")]
+            + [f"{extra:+.0f}", f"{100 * extra / (spos_min * 1e3):+.2f}%"]
+        )
+    print_table(
+        [
+            "variant",
+            "draw",
+            "loss fwd+bwd",
+            "after step",
+            "epoch end",
+            "total",
+            "vs SPOS",
+            "of SPOS step (min)",
+        ],
+        rows,
+    )
+    results["bookkeeping_us_per_step"] = parts
+    path = write_json(
+        f"overhead_{args.shape}_{device.type}_t{args.threads}",
+        {
+            "shape": args.shape,
+            **shape,
+            "steps_per_epoch": steps,
+            "n": len(y),
+            "repeats": args.repeats,
+            "machine": machine_info(device),
+            "results": results,
+        },
+    )
+    print(f"pada_ext from {os.path.dirname(pada_ext.__file__)}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

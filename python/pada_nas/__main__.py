@@ -1,0 +1,97 @@
+"""Command line: ``python -m pada_nas [--quick] [--samplers spos,da,pa,pada] ...``
+
+Trains each sampler with each seed on the same budget, ranks the ground-truth
+path sets with the inherited weights, and writes results.json, table.md,
+kt.png and gv.png to --out.
+"""
+
+import argparse
+import shlex
+import sys
+
+import torch
+
+from . import experiment
+from .train import PRESETS, SAMPLERS, make_config
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(prog="python -m pada_nas", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 15 epochs: a few minutes")
+    p.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated subset")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per sampler")
+    p.add_argument(
+        "--rules",
+        "--config",
+        dest="rules",
+        choices=("paper", "default"),
+        default="paper",
+        help="paper: ImportanceSampler.paper / PathSampler.paper; default: pada_ext defaults",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--channels", type=int)
+    p.add_argument("--cells", type=int)
+    p.add_argument("--train-size", type=int)
+    p.add_argument("--eval-every", type=int, help="ranking metrics every k epochs")
+    p.add_argument("--test-size", type=int, help="test images for the evaluation (default all)")
+    p.add_argument("--ground-truth", default=str(experiment.DEFAULT_GROUND_TRUTH))
+    p.add_argument("--out", default="python/runs/latest")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    for s in samplers:
+        if s not in SAMPLERS:
+            sys.exit(f"unknown sampler {s!r}: choose from {', '.join(SAMPLERS)}")
+    try:
+        _, gt = experiment.load_ground_truth(args.ground_truth)
+    except FileNotFoundError:
+        sys.exit(f"no ground truth at {args.ground_truth} (see --ground-truth)")
+    # The supernet and split must be those the ground truth was trained with.
+    overrides = experiment.config_from_ground_truth(gt) if args.preset == "small" else {}
+    for key in ("channels", "cells", "train_size"):
+        given = getattr(args, key)
+        if given is not None and key in overrides and given != overrides[key]:
+            print(
+                f"warning: --{key.replace('_', '-')} {given} differs from the ground truth's "
+                f"{overrides[key]}",
+                file=sys.stderr,
+            )
+        if given is not None:
+            overrides[key] = given
+    seeds = args.seeds
+    if args.quick:
+        seeds = min(seeds, 2)
+        overrides.setdefault("epochs", 15)
+        overrides.setdefault("eval_every", 5)
+    for key in ("epochs", "batch_size", "eval_every", "test_size"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    cfg = make_config(args.preset, rules=args.rules, **overrides)
+    command = "python -m pada_nas " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    payload = experiment.run(
+        cfg,
+        samplers,
+        list(range(seeds)),
+        args.ground_truth,
+        args.out,
+        command=command,
+        progress=not args.no_progress,
+    )
+    print()
+    print(payload["table"])
+    print(
+        f"\n{len(payload['runs'])} supernets in {payload['seconds']:.0f} s; wrote {args.out}/"
+        "{results.json,table.md,kt.png,gv.png}"
+    )
+
+
+if __name__ == "__main__":
+    main()

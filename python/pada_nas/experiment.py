@@ -1,0 +1,133 @@
+"""The comparison: SPOS vs DA vs PA vs PA&DA, several seeds each, same budget."""
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from . import train as training
+
+DEFAULT_GROUND_TRUTH = Path(__file__).resolve().parent.parent / "ground_truth" / "digits.json"
+LABELS = {"spos": "SPOS", "da": "DA", "pa": "PA", "pada": "PA&DA"}
+
+
+def load_ground_truth(path) -> dict:
+    """``{set name: (paths, mean test accuracy over the ground-truth seeds)}`` and the file."""
+    with open(path) as f:
+        gt = json.load(f)
+    sets = {}
+    for r in gt["results"]:
+        paths, truth = sets.setdefault(r["set"], ([], []))
+        paths.append(list(r["path"]))
+        truth.append(sum(r["test_acc"]) / len(r["test_acc"]))
+    return sets, gt
+
+
+def config_from_ground_truth(gt: dict) -> dict:
+    """The supernet and data settings that must match the ground truth's."""
+    c = gt.get("config", {})
+    return {k: c[k] for k in ("train_size", "split_seed", "channels", "cells") if k in c}
+
+
+def mean_std(values):
+    values = [v for v in values if v == v]  # drop NaN
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list, samplers, set_names) -> dict:
+    summary = {}
+    for kind in samplers:
+        mine = [r for r in runs if r["sampler"] == kind]
+        row = {"seeds": [r["seed"] for r in mine]}
+        for name in set_names:
+            for key in ("kt", "p_top5"):
+                row[f"{name}_{key}"] = mean_std([r["final"][name][key] for r in mine])
+        row["mean_gv"] = mean_std([r["mean_gv"] for r in mine])
+        row["final_gv"] = mean_std([r["final_gv"] for r in mine])
+        row["final_train_loss"] = mean_std([r["loss"][-1] for r in mine])
+        summary[kind] = row
+    return summary
+
+
+def markdown_table(summary: dict, set_names) -> str:
+    """Table 5 of the paper (DA, PA, KT, P@Top5%), one KT/P@Top5% pair per path set, plus GV."""
+
+    def fmt(ms, digits=3):
+        return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+
+    head = ["DA", "PA"]
+    for name in set_names:
+        head += [f"KT ({name})", f"P@Top5% ({name})"]
+    head += ["GV (mean over epochs)", "train loss (last epoch)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for kind, row in summary.items():
+        cells = ["✓" if kind in ("da", "pada") else "-", "✓" if kind in ("pa", "pada") else "-"]
+        for name in set_names:
+            cells += [fmt(row[f"{name}_kt"]), fmt(row[f"{name}_p_top5"])]
+        m, s = row["mean_gv"]
+        cells += [f"{m:.3e} ± {s:.1e}", fmt(row["final_train_loss"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(cfg, samplers, seeds, ground_truth, out_dir, command="", progress=True, plot=True):
+    """Trains every sampler with every seed (interleaved, so a slow spell of the
+    shared machine does not hit one sampler only) and writes
+    ``results.json``, ``table.md`` and the plots to `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    eval_sets, gt = load_ground_truth(ground_truth)
+    set_names = sorted(eval_sets, key=lambda s: (s != "sub64", s))
+    split = training.load_split(cfg)
+    runs = []
+    started = time.perf_counter()
+    for seed in seeds:
+        for kind in samplers:
+            runs.append(training.train(kind, cfg, seed, eval_sets, split, progress))
+            # one line per supernet, also without progress bars
+            f = runs[-1]["final"]
+            print(
+                f"{LABELS[kind]:6s} seed {seed}: "
+                + "  ".join(f"{n} KT {f[n]['kt']:.3f} P@5% {f[n]['p_top5']:.3f}" for n in f)
+                + f"  GV {runs[-1]['mean_gv']:.3e}  ({runs[-1]['seconds']['total']:.0f}s)",
+                flush=True,
+            )
+    seconds = time.perf_counter() - started
+    summary = summarise(runs, samplers, set_names)
+    table = markdown_table(summary, set_names)
+    payload = {
+        "command": command,
+        "config": runs[0]["config"],
+        "samplers": list(samplers),
+        "seeds": list(seeds),
+        "ground_truth": {
+            "file": str(ground_truth),
+            "command": gt.get("command"),
+            "config": gt.get("config"),
+            "seed_kendall_tau": gt.get("seed_kendall_tau"),
+            "paths": {n: len(eval_sets[n][0]) for n in set_names},
+        },
+        "summary": summary,
+        "table": table,
+        "seconds": seconds,
+        "machine": {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+        },
+        "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
+    }
+    with open(out / "results.json", "w") as f:
+        json.dump(payload, f, separators=(",", ":"))  # compact: it holds every path's accuracy
+    with open(out / "table.md", "w") as f:
+        f.write(f"Command: `{command}`\n\n{table}\n")
+    if plot:
+        from .plots import plot_runs
+
+        plot_runs(runs, samplers, set_names, out)
+    return payload
