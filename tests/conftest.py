@@ -36,4 +36,14 @@ def triton_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy machine each
+    parallel region can wait milliseconds for the second core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 requires_triton = pytest.mark.skipif(not triton_usable(), reason="triton is not installed")

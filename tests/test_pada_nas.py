@@ -13,13 +13,7 @@ from pada_nas.nb201 import all_paths
 from pada_nas.train import SAMPLERS, load_split, make_config, train
 from scipy import stats
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # 5 epochs of 13 steps: enough to leave chance level, a few seconds per run.

@@ -9,15 +9,7 @@ from scipy import stats
 
 from pada_ext import PathSampler
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # A tiny supernet gains nothing from threads, and on a busy machine each
-    # parallel region can wait milliseconds for the second core.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_supernet(seed=0, cells=2):
