@@ -189,7 +189,10 @@ class ImportanceSampler(Sampler[int]):
             if indices.numel() and indices.device.type == "cpu":
                 if int(indices.min()) < 0 or int(indices.max()) >= self.n:
                     raise IndexError(f"an index is out of range for {self.n} samples")
-            indices = self.labels[indices.clamp(0, self.n - 1)]
+            # An out-of-range index becomes key -1, which importance_update_ counts
+            # (raised at set_epoch) instead of crediting some class.
+            valid = (indices >= 0) & (indices < self.n)
+            indices = torch.where(valid, self.labels[indices.clamp(0, self.n - 1)], -1)
         ops.importance_update_(self.scores, self.visited, self.status, indices, scores, self.decay)
 
     def cross_entropy(self, logits, targets, indices, *, reweight: bool = False, **kwargs):
