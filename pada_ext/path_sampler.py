@@ -206,10 +206,15 @@ class PathSampler:
         uses = [0] * self.num_ops
         for j in path:
             uses[j] += 1
+        blocks, block_cells, probes = [], [], []  # flat_grads: one entry per decision
         for k, j in enumerate(path):
             cell = (0 if self.shared else k) * self.num_ops + j
             if self._params[k][j]:
                 on_path.view(-1)[cell] = True
+                if self._flat is not None:
+                    blocks.append(self._blocks[k][j])
+                    block_cells.append(cell)
+                    probes.append(self._probes[k][j])
             for p in self._params[k][j]:
                 params.append(p)
                 owner.append(cell)
@@ -225,22 +230,10 @@ class PathSampler:
         )
         if self._flat is not None:
             # l2: one block view per decision; paper: the per-tensor views.
-            plan["flat_tensors"] = (
-                [p.grad for p in params]
-                if self.norm == "paper"
-                else [self._blocks[k][j] for k, j in enumerate(path) if self._params[k][j]]
-            )
-            plan["flat_groups"] = torch.tensor(
-                groups
-                if self.norm == "paper"
-                else [
-                    (0 if self.shared else k) * self.num_ops + j
-                    for k, j in enumerate(path)
-                    if self._params[k][j]
-                ],
-                dtype=torch.int64,
-            )
-            plan["probes"] = [self._probes[k][j] for k, j in enumerate(path) if self._params[k][j]]
+            paper = self.norm == "paper"
+            plan["flat_tensors"] = [p.grad for p in params] if paper else blocks
+            plan["flat_groups"] = torch.tensor(groups if paper else block_cells, dtype=torch.int64)
+            plan["probes"] = probes
         plan.update(
             {
                 "params": params,
