@@ -54,7 +54,7 @@ def _sources(pattern):
 
 
 def _extension():
-    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    sources = _sources("csrc/*.cpp") + _sources("csrc/autograd/*.cpp") + _sources("csrc/cpu/*.cpp")
     # No FMA contraction: host and device must round the alias math identically.
     cxx = ["-O3", "-ffp-contract=off"] + (["-fopenmp"] if sys.platform != "darwin" else [])
     link = ["-fopenmp"] if sys.platform != "darwin" else []

@@ -30,15 +30,18 @@ TORCH_LIBRARY(pada, m) {
   m.def(
       "segment_grad_norm(Tensor flat, Tensor offsets, Tensor group_of_segment, int num_groups, "
       "bool squared=False) -> Tensor");
-  // Per-row cross-entropy of logits [N, C] (float32/16, bfloat16) with int64
-  // targets [N], in one read of the logits: the float32 loss, the L2 norm of
-  // its gradient w.r.t. the row, and the row's log-sum-exp for the backward.
-  // Ignored rows get 0 in all three. Reduction is left to the caller.
+  // Cross-entropy of logits [N, C] (float32/16, bfloat16) with int64 targets
+  // [N], in one read of the logits: the loss reduced as torch's (reduction:
+  // 0 none, 1 mean, 2 sum, as at::Reduction) in the logits' dtype, the L2 norm
+  // of each row's gradient (float32 [N]) and each row's log-sum-exp for the
+  // backward (float32 [N]). Ignored rows get 0 norm and lse. Differentiable
+  // w.r.t. logits (a C++ autograd kernel, csrc/autograd/).
   m.def(
-      "cross_entropy_with_grad_norm_fwd(Tensor logits, Tensor target, int ignore_index, "
-      "float label_smoothing) -> (Tensor loss_per_row, Tensor grad_norm, Tensor lse)");
-  // Gradient w.r.t. logits of sum_i grad_loss_per_row[i] * loss_per_row[i].
+      "cross_entropy_with_grad_norm_fwd(Tensor logits, Tensor target, int reduction, "
+      "int ignore_index, float label_smoothing) -> (Tensor loss, Tensor grad_norm, Tensor lse)");
+  // Gradient w.r.t. logits of the forward's loss, given the gradient of that
+  // loss (a scalar for mean and sum, [N] for none).
   m.def(
-      "cross_entropy_with_grad_norm_bwd(Tensor grad_loss_per_row, Tensor logits, Tensor target, "
-      "Tensor lse, int ignore_index, float label_smoothing) -> Tensor");
+      "cross_entropy_with_grad_norm_bwd(Tensor grad_loss, Tensor logits, Tensor target, "
+      "Tensor lse, int reduction, int ignore_index, float label_smoothing) -> Tensor");
 }

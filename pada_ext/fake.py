@@ -48,15 +48,20 @@ def _segment_grad_norm_fake(flat, offsets, group_of_segment, num_groups, squared
     return flat.new_empty((num_groups,), dtype=torch.float32)
 
 
-@torch.library.register_fake("pada::cross_entropy_with_grad_norm_fwd")
-def _xent_fwd_fake(logits, target, ignore_index, label_smoothing):
+def xent_fwd_fake(logits, target, reduction, ignore_index, label_smoothing):
+    """(loss, grad_norm, lse): loss [N] (reduction none) or [] in the logits' dtype."""
     torch._check(logits.dim() == 2, lambda: "logits must be 2-D")
     torch._check(target.shape == logits.shape[:1], lambda: "target must be [N]")
+    torch._check(reduction in (0, 1, 2), lambda: "reduction must be 0, 1 or 2")
     n = logits.shape[0]
-    return tuple(logits.new_empty((n,), dtype=torch.float32) for _ in range(3))
+    loss = logits.new_empty((n,) if reduction == 0 else ())
+    return loss, *(logits.new_empty((n,), dtype=torch.float32) for _ in range(2))
 
 
-@torch.library.register_fake("pada::cross_entropy_with_grad_norm_bwd")
-def _xent_bwd_fake(grad_loss_per_row, logits, target, lse, ignore_index, label_smoothing):
+def xent_bwd_fake(grad_loss, logits, target, lse, reduction, ignore_index, label_smoothing):
     torch._check(logits.dim() == 2, lambda: "logits must be 2-D")
     return logits.new_empty(logits.shape)  # contiguous, as the kernels write it
+
+
+torch.library.register_fake("pada::cross_entropy_with_grad_norm_fwd")(xent_fwd_fake)
+torch.library.register_fake("pada::cross_entropy_with_grad_norm_bwd")(xent_bwd_fake)

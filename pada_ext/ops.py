@@ -275,7 +275,7 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
 
 _XENT = "cross_entropy_with_grad_norm"
 _XENT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_XENT_REDUCTIONS = ("mean", "sum", "none")
+_XENT_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}  # as at::Reduction
 
 
 def _check_xent_args(logits, target, reduction, ignore_index, label_smoothing):
@@ -300,21 +300,13 @@ def _check_xent_args(logits, target, reduction, ignore_index, label_smoothing):
     if target.device != logits.device:
         raise ValueError(f"{_XENT}: target is on {target.device} but logits are on {logits.device}")
     if reduction not in _XENT_REDUCTIONS:
-        raise ValueError(f"{_XENT}: reduction must be one of {_XENT_REDUCTIONS}, got {reduction!r}")
+        raise ValueError(
+            f"{_XENT}: reduction must be one of {tuple(_XENT_REDUCTIONS)}, got {reduction!r}"
+        )
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"{_XENT}: ignore_index must be an int, got {ignore_index!r}")
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{_XENT}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-
-
-def _xent_reduce(loss_per_row, target, reduction, ignore_index, dtype):
-    # As torch: "mean" divides by the number of non-ignored rows (NaN if none).
-    if reduction == "none":
-        return loss_per_row.to(dtype)
-    total = loss_per_row.sum()
-    if reduction == "sum":
-        return total.to(dtype)
-    return (total / (target != ignore_index).sum()).to(dtype)
 
 
 def cross_entropy_with_grad_norm(
@@ -362,29 +354,10 @@ def cross_entropy_with_grad_norm(
     if backend == "triton":
         from .triton import cross_entropy_with_grad_norm as _xent_triton  # noqa: F401
 
-        fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd
-    else:
-        fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
-    loss_per_row, grad_norm, _ = fwd(logits, target, int(ignore_index), float(label_smoothing))
-    return _xent_reduce(loss_per_row, target, reduction, ignore_index, logits.dtype), grad_norm
-
-
-def _xent_setup_context(ctx, inputs, output):
-    logits, target, ignore_index, label_smoothing = inputs
-    _, grad_norm, lse = output
-    ctx.mark_non_differentiable(grad_norm, lse)
-    ctx.save_for_backward(logits, target, lse)
-    ctx.ignore_index, ctx.label_smoothing = ignore_index, label_smoothing
-
-
-def _xent_backward(ctx, grad_loss_per_row, _grad_norm, _lse):
-    logits, target, lse = ctx.saved_tensors
-    grad = torch.ops.pada.cross_entropy_with_grad_norm_bwd(
-        grad_loss_per_row, logits, target, lse, ctx.ignore_index, ctx.label_smoothing
+        fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd.default
+    else:  # differentiable through a C++ autograd kernel (csrc/autograd/)
+        fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd.default
+    loss, grad_norm, _ = fwd(
+        logits, target, _XENT_REDUCTIONS[reduction], int(ignore_index), float(label_smoothing)
     )
-    return grad, None, None, None
-
-
-torch.library.register_autograd(
-    "pada::cross_entropy_with_grad_norm_fwd", _xent_backward, setup_context=_xent_setup_context
-)
+    return loss, grad_norm

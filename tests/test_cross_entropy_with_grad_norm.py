@@ -68,19 +68,38 @@ def check(logits, target, reduction="mean", ignore_index=-100, eps=0.0, backend=
     return loss, norm
 
 
+# The CPU kernels switch layouts by C: rows of <= 16 (backward) or <= 128
+# (forward) classes run 16 rows at a time, one per vector lane (N = 37 leaves
+# a partial group); longer rows run in vectors of 16 with an overlapping last
+# one (17, 129, 1000), in chunks of 2048 (2049: a last chunk of one element;
+# 4097, 2048 + 16).
+CLASSES = [2, 3, 10, 16, 17, 100, 128, 129, 1000, 2049, 2064, 4097]
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c", [2, 3, 1000, 4097])
-@pytest.mark.parametrize("n", [0, 1, 7, 64])
+@pytest.mark.parametrize("c", CLASSES)
+@pytest.mark.parametrize("n", [0, 1, 37])
 def test_matches_torch(n, c, dtype, reduction):
     logits, target = make_case(n, c, dtype, n_ignored=min(n, 2) if n > 1 else 0)
     check(logits, target, reduction)
 
 
+@pytest.mark.parametrize("c", CLASSES)
+def test_target_at_every_position(c):
+    """The target is left out of the sums wherever it falls: first, last, in a tail."""
+    n = min(c, 40)
+    logits, _ = make_case(n, c, torch.float32, scale=6.0)
+    target = torch.linspace(0, c - 1, n).round().long()
+    target[-1] = c - 1
+    check(logits, target, "none", eps=0.05)
+    check(logits, target, "mean")
+
+
 @pytest.mark.parametrize("eps", [0.1, 1.0])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c", [3, 4097])
+@pytest.mark.parametrize("c", [3, 17, 130, 4097])
 def test_label_smoothing_with_ignored_rows(c, dtype, reduction, eps):
     logits, target = make_case(7, c, dtype, n_ignored=3)
     check(logits, target, reduction, eps=eps)
@@ -117,9 +136,10 @@ def _strided_copy(logits, layout):
     return torch.stack([logits, logits], dim=1).reshape(2 * n, c)[::2]  # every other row
 
 
+@pytest.mark.parametrize("c", [7, 33, 300])
 @pytest.mark.parametrize("layout", ["class_stride", "row_stride", "every_other_row"])
-def test_non_contiguous_logits(layout):
-    logits, target = make_case(16, 33, torch.float32, n_ignored=2)
+def test_non_contiguous_logits(layout, c):
+    logits, target = make_case(19, c, torch.float32, n_ignored=2)
     strided = _strided_copy(logits, layout)
     assert not strided.is_contiguous() and torch.equal(strided, logits)
     check(strided, target, "mean", eps=0.05)
@@ -145,11 +165,12 @@ def test_confident_rows_keep_relative_accuracy():
     torch.testing.assert_close(norm, want.float(), rtol=1e-5, atol=0)
 
 
-def test_non_finite_logits():
+@pytest.mark.parametrize("c", [9, 300, 2100])
+def test_non_finite_logits(c):
     """NaN/+inf rows: loss NaN like torch, norm NaN; -inf logits are masks and stay exact."""
-    logits, target = make_case(6, 9, torch.float32)
+    logits, target = make_case(6, c, torch.float32)
     target[:] = 4
-    logits[0, 2] = float("nan")
+    logits[0, c - 1] = float("nan")  # the last element: a tail vector on long rows
     logits[1, 5] = float("inf")
     logits[2] = float("-inf")
     logits[3, :4] = float("-inf")  # masked classes, target finite
@@ -167,7 +188,7 @@ def test_errors():
         xent(logits, bad)
     bad[2] = -1
     with pytest.raises(ValueError, match=r"target\[2\] = -1"):
-        torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, bad, -100, 0.0)
+        torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, bad, 1, -100, 0.0)
     with pytest.raises(ValueError, match="shape"):
         xent(logits, target[:3])
     with pytest.raises(ValueError, match="2-D"):
@@ -183,13 +204,18 @@ def test_errors():
     with pytest.raises(ValueError, match="meta"):
         xent(logits, target.to("meta"))
     with pytest.raises(ValueError, match="2-D"):
-        torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits[0], target, -100, 0.0)
+        torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits[0], target, 1, -100, 0.0)
 
 
 def _opcheck_samples():
-    for n, c, dtype, eps in [(7, 5, torch.float32, 0.0), (3, 4097, torch.bfloat16, 0.1)]:
+    cases = [
+        (7, 5, torch.float32, 0.0, 1),
+        (3, 4097, torch.bfloat16, 0.1, 0),
+        (6, 3, torch.half, 0.2, 2),
+    ]
+    for n, c, dtype, eps, reduction in cases:
         logits, target = make_case(n, c, dtype, n_ignored=1)
-        yield logits.requires_grad_(), target, eps
+        yield logits.requires_grad_(), target, eps, reduction
 
 
 @pytest.mark.parametrize("ns", ["pada", pytest.param("pada_triton", marks=requires_triton)])
@@ -198,11 +224,49 @@ def test_opcheck(ns):
         from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
     fwd = getattr(torch.ops, ns).cross_entropy_with_grad_norm_fwd
     bwd = getattr(torch.ops, ns).cross_entropy_with_grad_norm_bwd
-    for logits, target, eps in _opcheck_samples():
-        torch.library.opcheck(fwd, (logits, target, -100, eps))
-        _, _, lse = fwd(logits.detach(), target, -100, eps)
-        grad = torch.randn(logits.shape[0])
-        torch.library.opcheck(bwd, (grad, logits.detach(), target, lse, -100, eps))
+    for logits, target, eps, reduction in _opcheck_samples():
+        torch.library.opcheck(fwd, (logits, target, reduction, -100, eps))
+        loss, _, lse = fwd(logits.detach(), target, reduction, -100, eps)
+        grad = torch.randn(loss.shape).to(logits.dtype)
+        torch.library.opcheck(bwd, (grad, logits.detach(), target, lse, reduction, -100, eps))
+
+
+def test_bwd_errors():
+    logits, target = make_case(4, 5, torch.float32)
+    _, _, lse = torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target, 0, -100, 0.0)
+    bwd = torch.ops.pada.cross_entropy_with_grad_norm_bwd
+    with pytest.raises(ValueError, match="scalar for reduction mean"):
+        bwd(torch.ones(4), logits, target, lse, 1, -100, 0.0)
+    with pytest.raises(ValueError, match=r"must be \[4\] for reduction none"):
+        bwd(torch.ones(()), logits, target, lse, 0, -100, 0.0)
+    with pytest.raises(ValueError, match="reduction must be 0"):
+        bwd(torch.ones(()), logits, target, lse, 3, -100, 0.0)
+    with pytest.raises(TypeError, match="lse must be float32"):
+        bwd(torch.ones(()), logits, target, lse.double(), 1, -100, 0.0)
+
+
+def test_backward_twice_and_unused_loss():
+    """The saved state survives retain_graph; the norm carries no gradient."""
+    logits, target = make_case(5, 7, torch.float32)
+    x = logits.clone().requires_grad_()
+    loss, norm = xent(x, target, reduction="sum")
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+    assert norm.grad_fn is None and not norm.requires_grad
+
+
+def test_inference_mode_and_no_grad():
+    logits, target = make_case(5, 7, torch.float32)
+    x = logits.clone().requires_grad_()
+    want, want_norm = xent(logits, target)
+    for ctx in (torch.no_grad, torch.inference_mode):
+        with ctx():
+            loss, norm = xent(x, target)
+        assert not loss.requires_grad
+        torch.testing.assert_close(loss, want)
+        torch.testing.assert_close(norm, want_norm)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])

@@ -61,6 +61,43 @@ PADA_XENT_HD float exp_f32(float x) {
 #endif
 }
 
+// log(x) that compilers vectorise: Cephes' logf, ~1 ulp for positive normal
+// x; log(0) = -inf, NaN below 0, +inf and NaN pass through. Rows only take
+// the log of s = sum exp(z - max) >= 1 (or NaN).
+PADA_XENT_HD float log_f32(float x) {
+#if defined(__CUDA_ARCH__)
+  return logf(x);
+#else
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
+  const int32_t mbits = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
+  float f;
+  std::memcpy(&f, &mbits, sizeof(f));
+  const bool low = f < 0.707106781186547524f;
+  e = low ? e - 1.0f : e;
+  f = low ? f + f - 1.0f : f - 1.0f;
+  const float z = f * f;
+  float y = 7.0376836292e-2f;
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  const float r = f + y + 0.693359375f * e;
+  const bool normal = x >= 1.17549435e-38f && x <= 3.40282347e38f;
+  return normal
+             ? r
+             : (x == 0.0f ? -INFINITY : (x > 0.0f ? x : std::numeric_limits<float>::quiet_NaN()));
+#endif
+}
+
 // Running sums of one row (or one thread's share of it).
 struct RowStats {
   float m;    // running max
@@ -109,15 +146,14 @@ struct RowResult {
   float lse;
 };
 
-// Turns the stats of a whole row into (loss, grad norm, lse). A row whose
-// norm is not finite (NaN or +inf logits, all -inf) gets norm NaN, which the
-// importance table skips (a 0 would be stored as a score); its loss stays
-// NaN/inf as torch's does.
-PADA_HD RowResult finish_row(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
+// Turns the stats of a whole row into (loss, squared grad norm, lse): the
+// square root is left to norm_from_sq, so that CPU loops over many rows stay
+// vectorisable (sqrtf may set errno).
+PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
   const float ey = exp_f32(zy - st.m);
   const float s = st.so + ey;
   const float inv_s = 1.0f / s;
-  const float lse = st.m + logf(s);
+  const float lse = st.m + log_f32(s);
   // Probability mass off the target, computed without 1 - p_y.
   const float q = st.so * inv_s;
   float n2;
@@ -131,12 +167,24 @@ PADA_HD RowResult finish_row(const RowStats& st, float zy, int64_t C, const Smoo
     n2 = off + dy * dy;
     n2 = n2 > 0.0f ? n2 : 0.0f;  // rounding can leave -tiny
   }
-  float gn = sqrtf(n2);
-  if (!(gn <= 3.0e38f)) gn = std::numeric_limits<float>::quiet_NaN();  // NaN or inf
   // Without smoothing sz is not summed (and 0 * -inf would be NaN).
   const float smooth = sm.eps == 0.0f ? 0.0f : sm.a * st.sz;
   const float loss = lse - (1.0f - sm.eps) * zy - smooth;
-  return RowResult{loss, gn, lse};
+  return RowResult{loss, n2, lse};
+}
+
+// The norm from its square. A row whose norm is not finite (NaN or +inf
+// logits, all -inf) gets NaN, which the importance table skips (a 0 would be
+// stored as a score); its loss stays NaN/inf as torch's does.
+PADA_HD float norm_from_sq(float n2) {
+  const float gn = sqrtf(n2);
+  return gn <= 3.0e38f ? gn : std::numeric_limits<float>::quiet_NaN();
+}
+
+PADA_HD RowResult finish_row(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
+  RowResult r = finish_row_sq(st, zy, C, sm);
+  r.grad_norm = norm_from_sq(r.grad_norm);
+  return r;
 }
 
 // d loss_i / d z_c (before scaling by the incoming gradient).
@@ -151,10 +199,13 @@ PADA_XENT_HD float grad_elem(float z, float lse, float target) { return exp_f32(
 namespace pada {
 namespace xent {
 
+// Reduction codes, as at::Reduction.
+constexpr int64_t kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;
+
 // Argument checks shared by the CPU and CUDA entry points (host only). The
 // target range is checked by each backend: it needs the target values.
 inline void check_args(const char* op, const at::Tensor& logits, const at::Tensor& target,
-                       double label_smoothing) {
+                       int64_t reduction, double label_smoothing) {
   TORCH_CHECK_VALUE(logits.dim() == 2, op, ": logits must be 2-D [N, C], got ", logits.dim(),
                     " dimensions");
   const auto dt = logits.scalar_type();
@@ -167,21 +218,34 @@ inline void check_args(const char* op, const at::Tensor& logits, const at::Tenso
                     ": target must have shape [N] = [", logits.size(0), "], got ", target.sizes());
   TORCH_CHECK(target.device() == logits.device(), op, ": target is on ", target.device(),
               " but logits are on ", logits.device());
+  TORCH_CHECK_VALUE(reduction == kReduceNone || reduction == kReduceMean || reduction == kReduceSum,
+                    op, ": reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
   TORCH_CHECK_VALUE(label_smoothing >= 0.0 && label_smoothing <= 1.0, op,
                     ": label_smoothing must be in [0, 1], got ", label_smoothing);
 }
 
-inline void check_bwd_args(const at::Tensor& grad, const at::Tensor& logits,
-                           const at::Tensor& target, const at::Tensor& lse,
+inline void check_bwd_args(const at::Tensor& grad_loss, const at::Tensor& logits,
+                           const at::Tensor& target, const at::Tensor& lse, int64_t reduction,
                            double label_smoothing) {
   constexpr const char* op = "cross_entropy_with_grad_norm_bwd";
-  check_args(op, logits, target, label_smoothing);
+  check_args(op, logits, target, reduction, label_smoothing);
   const int64_t n = logits.size(0);
-  for (const at::Tensor* t : {&grad, &lse}) {
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == n, op, ": per-row tensors must be [", n,
-                      "], got ", t->sizes());
-    TORCH_CHECK_TYPE(t->scalar_type() == at::kFloat, op, ": per-row tensors must be float32");
-    TORCH_CHECK(t->device() == logits.device(), op, ": per-row tensor on ", t->device());
+  TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == n, op, ": lse must be [", n, "], got ",
+                    lse.sizes());
+  TORCH_CHECK_TYPE(lse.scalar_type() == at::kFloat, op, ": lse must be float32");
+  if (reduction == kReduceNone) {
+    TORCH_CHECK_VALUE(grad_loss.dim() == 1 && grad_loss.size(0) == n, op, ": grad_loss must be [",
+                      n, "] for reduction none, got ", grad_loss.sizes());
+  } else {
+    TORCH_CHECK_VALUE(grad_loss.dim() == 0, op,
+                      ": grad_loss must be a scalar for reduction mean or sum, got ",
+                      grad_loss.sizes());
+  }
+  TORCH_CHECK_TYPE(at::isFloatingType(grad_loss.scalar_type()), op,
+                   ": grad_loss must be floating point, got ", grad_loss.scalar_type());
+  for (const at::Tensor* t : {&grad_loss, &lse}) {
+    TORCH_CHECK(t->device() == logits.device(), op, ": tensors on ", t->device(), " and ",
+                logits.device());
   }
 }
 

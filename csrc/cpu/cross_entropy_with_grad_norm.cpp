@@ -21,6 +21,14 @@
 #include <tuple>
 #include <type_traits>
 
+// Let a * b + c become one FMA in the AVX2 / AVX-512 variants below (exp and
+// log are polynomials): the build turns contraction off for the samplers.
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 #define PADA_INLINE inline __attribute__((always_inline))
 
 namespace pada {
@@ -32,8 +40,154 @@ using xent::Smooth;
 
 // Elements per chunk: 8 KiB of floats, so the second pass reads from L1.
 constexpr int64_t kChunk = 2048;
+// Vector lanes: 16 floats, one AVX-512 register (two AVX2 ones).
+constexpr int64_t kLanes = 16;
+// Rows with at most this many classes run one row per lane (below); must be
+// >= kLanes, as the long-row loops need a whole vector per row.
+constexpr int64_t kShortRow = 128;
+constexpr int64_t kShortRowBwd = 16;
 
-// A chunk of a row as floats: the row itself for float32, else converted into buf.
+// ---------------------------------------------------------------------------
+// Short rows: 16 rows at a time, one per vector lane, so that every step
+// (max, exp, sums, the finishing log and divisions) is a vector op and no
+// horizontal reduction is needed. Lanes past the last row repeat it.
+
+struct FwdArgs {
+  const void* logits;
+  int64_t row_stride;
+  const int64_t* target;
+  int64_t C;
+  int64_t ignore_index;
+  Smooth sm;
+  float* loss;  // per row
+  float* grad_norm;
+  float* lse;
+};
+
+struct BwdArgs {
+  const void* logits;
+  int64_t row_stride;
+  const int64_t* target;
+  const float* grad;  // gradient of row r's loss: grad[r * grad_stride]
+  int64_t grad_stride;
+  const float* lse;
+  int64_t C;
+  int64_t ignore_index;
+  Smooth sm;
+  void* out;  // contiguous [N, C]
+};
+
+// Targets (0 for ignored rows, so that reads stay in the row) and keep flags
+// of the lanes for rows [r0, r0 + nr); returns the lanes' rows.
+template <typename Args>
+PADA_INLINE void lane_rows(const Args& a, int64_t r0, int64_t nr, int64_t* row, int32_t* y,
+                           float* keep) {
+  for (int64_t j = 0; j < kLanes; ++j) {
+    row[j] = r0 + std::min(j, nr - 1);
+    const int64_t t = a.target[row[j]];
+    keep[j] = t != a.ignore_index ? 1.0f : 0.0f;
+    y[j] = t != a.ignore_index ? static_cast<int32_t>(t) : 0;
+  }
+}
+
+// zt[c][j] = z[row[j]][c]: the 16 rows transposed, so that the lane loops
+// below read contiguous vectors (no gathers).
+template <typename T>
+PADA_INLINE void transpose_in(const T* z, int64_t row_stride, int64_t C, const int64_t* row,
+                              float (*zt)[kLanes]) {
+  for (int64_t j = 0; j < kLanes; ++j) {
+    const T* zr = z + row[j] * row_stride;
+    for (int64_t c = 0; c < C; ++c) zt[c][j] = static_cast<float>(zr[c]);
+  }
+}
+
+template <typename T, bool kSmooth>
+PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
+  const int64_t C = a.C;
+  int64_t row[kLanes];
+  alignas(64) int32_t y[kLanes];
+  alignas(64) float zt[kShortRow][kLanes];
+  alignas(64) float keep[kLanes], zy[kLanes], m[kLanes], mr[kLanes];
+  alignas(64) float so[kLanes], s2o[kLanes], sz[kLanes], loss[kLanes], n2[kLanes], lse[kLanes];
+  lane_rows(a, r0, nr, row, y, keep);
+  transpose_in(static_cast<const T*>(a.logits), a.row_stride, C, row, zt);
+  for (int64_t j = 0; j < kLanes; ++j) zy[j] = zt[y[j]][j];
+#pragma omp simd
+  for (int64_t j = 0; j < kLanes; ++j) {
+    m[j] = -INFINITY;
+    so[j] = s2o[j] = sz[j] = 0.0f;
+  }
+  for (int64_t c = 0; c < C; ++c) {
+#pragma omp simd
+    for (int64_t j = 0; j < kLanes; ++j) m[j] = zt[c][j] > m[j] ? zt[c][j] : m[j];  // NaN: below
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < kLanes; ++j) mr[j] = m[j] == -INFINITY ? 0.0f : m[j];  // no -inf - -inf
+  for (int64_t c = 0; c < C; ++c) {
+    const int32_t c32 = static_cast<int32_t>(c);
+#pragma omp simd
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float e = c32 == y[j] ? 0.0f : xent::exp_f32(zt[c][j] - mr[j]);
+      so[j] += e;
+      s2o[j] += e * e;
+      if constexpr (kSmooth) sz[j] += zt[c][j];
+    }
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < kLanes; ++j) {
+    const RowResult res = xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], C, a.sm);
+    loss[j] = res.loss;
+    n2[j] = res.grad_norm;
+    lse[j] = res.lse;
+  }
+  for (int64_t j = 0; j < nr; ++j) {
+    const bool kept = keep[j] != 0.0f;  // ignored rows get exact zeros
+    a.loss[r0 + j] = kept ? loss[j] : 0.0f;
+    a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
+    a.lse[r0 + j] = kept ? lse[j] : 0.0f;
+  }
+}
+
+// out = (softmax(z) - t) * g with t the smoothed target; 0 for ignored rows.
+template <typename T>
+PADA_INLINE void bwd_lanes(const BwdArgs& a, int64_t r0, int64_t nr) {
+  const int64_t C = a.C;
+  int64_t row[kLanes];
+  alignas(64) int32_t y[kLanes];
+  alignas(64) float zt[kShortRow][kLanes];
+  alignas(64) float keep[kLanes], g[kLanes], ag[kLanes], lse[kLanes];
+  lane_rows(a, r0, nr, row, y, keep);
+  transpose_in(static_cast<const T*>(a.logits), a.row_stride, C, row, zt);
+  for (int64_t j = 0; j < kLanes; ++j) {
+    g[j] = keep[j] != 0.0f ? a.grad[row[j] * a.grad_stride] : 0.0f;
+    ag[j] = a.sm.a * g[j];
+    lse[j] = a.lse[row[j]];
+  }
+  const float b = a.sm.b;
+  for (int64_t c = 0; c < C; ++c) {
+    const int32_t c32 = static_cast<int32_t>(c);
+#pragma omp simd
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float e = xent::exp_f32(zt[c][j] - lse[j]);
+      const float o = c32 == y[j] ? (e - b) * g[j] : e * g[j] - ag[j];
+      zt[c][j] = keep[j] != 0.0f ? o : 0.0f;  // ignored rows: exact zeros
+    }
+  }
+  T* out = static_cast<T*>(a.out);
+  for (int64_t j = 0; j < nr; ++j) {
+    T* o = out + (r0 + j) * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = static_cast<T>(zt[c][j]);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Long rows: one row at a time, read in chunks of kChunk. Each chunk is a
+// body that is a multiple of kLanes plus, if it is not, one more vector that
+// ends where the chunk ends and skips the lanes the body already did; so all
+// loops run on whole vectors into 16 lane accumulators, and each row ends
+// with one horizontal sum. The rows are finished 16 at a time, in lanes.
+
+// The first `len` elements of z as floats: z itself for float32, else converted into buf.
 template <typename T>
 PADA_INLINE const float* load_chunk(const T* z, int64_t len, float* buf) {
   if constexpr (std::is_same_v<T, float>) {
@@ -44,98 +198,158 @@ PADA_INLINE const float* load_chunk(const T* z, int64_t len, float* buf) {
   }
 }
 
-PADA_INLINE float chunk_max(const float* z, int64_t len) {
-  float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < len; ++i) m = z[i] > m ? z[i] : m;  // NaN is caught by the exp pass
+// max(m, z[0, n)), n a multiple of kLanes.
+PADA_INLINE float lanes_max(const float* z, int64_t n, float m) {
+  alignas(64) float mx[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) mx[l] = m;
+  for (int64_t i = 0; i < n; i += kLanes) {
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; ++l) mx[l] = z[i + l] > mx[l] ? z[i + l] : mx[l];
+  }
+  for (int64_t l = 0; l < kLanes; ++l) m = mx[l] > m ? mx[l] : m;
   return m;
 }
 
-// Adds exp(z - m) and its square (and z) over [0, len) into st (st.m fixed).
+struct LaneSums {
+  alignas(64) float so[kLanes];
+  alignas(64) float s2o[kLanes];
+  alignas(64) float sz[kLanes];
+};
+
+// Adds exp(z - m) and its square over [first, n) except index k (the target,
+// if it is in this range), and z if kSmooth; n a multiple of kLanes, and
+// first < kLanes (the lanes of a final vector that the body already did).
 template <bool kSmooth>
-PADA_INLINE void accumulate(const float* z, int64_t len, RowStats& st) {
-  // A row that is -inf so far: use 0 so that exp(-inf - 0) = 0, not NaN.
-  const float m = st.m == -INFINITY ? 0.0f : st.m;
-  float so = 0.0f, s2o = 0.0f, sz = 0.0f;
-#pragma omp simd reduction(+ : so, s2o, sz)
-  for (int64_t i = 0; i < len; ++i) {
-    const float e = xent::exp_f32(z[i] - m);
-    so += e;
-    s2o += e * e;
-    if constexpr (kSmooth) sz += z[i];
+PADA_INLINE void lanes_accumulate(const float* z, int64_t n, int64_t first, int64_t k, float m,
+                                  LaneSums& acc) {
+  for (int64_t i = 0; i < n; i += kLanes) {
+#pragma omp simd
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const bool in = i + l >= first;
+      const float e = in && i + l != k ? xent::exp_f32(z[i + l] - m) : 0.0f;
+      acc.so[l] += e;
+      acc.s2o[l] += e * e;
+      if constexpr (kSmooth) acc.sz[l] += in ? z[i + l] : 0.0f;
+    }
   }
-  st.so += so;
-  st.s2o += s2o;
-  st.sz += sz;
+}
+
+PADA_INLINE float lanes_sum(const float* v) {
+  float s = 0.0f;
+  for (int64_t l = 0; l < kLanes; ++l) s += v[l];
+  return s;
+}
+
+// The RowStats of a row of C > kLanes logits z with target y.
+template <typename T, bool kSmooth>
+PADA_INLINE RowStats row_stats(const T* z, int64_t C, int64_t y, float* buf) {
+  LaneSums acc;
+  for (int64_t l = 0; l < kLanes; ++l) acc.so[l] = acc.s2o[l] = acc.sz[l] = 0.0f;
+  alignas(64) float tbuf[kLanes];
+  float m = -INFINITY;  // running max
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, C - c0), body = len & ~(kLanes - 1);
+    const float* f = load_chunk(z + c0, body, buf);
+    // The last vector of the chunk, [c0 + len - kLanes, c0 + len): inside the row as C > kLanes.
+    const float* t = body < len ? load_chunk(z + c0 + len - kLanes, kLanes, tbuf) : nullptr;
+    float cm = lanes_max(f, body, m);
+    if (t != nullptr) cm = lanes_max(t, kLanes, cm);  // overlapping lanes change no max
+    if (cm > m) {  // rescale the sums to the new max; exp(-inf) = 0 for the first chunk
+      const float r = xent::exp_f32(m - cm);
+      for (int64_t l = 0; l < kLanes; ++l) {
+        acc.so[l] *= r;
+        acc.s2o[l] *= r * r;
+      }
+      m = cm;
+    }
+    const float mr = m == -INFINITY ? 0.0f : m;  // an all -inf row so far: exp(-inf - 0) = 0
+    lanes_accumulate<kSmooth>(f, body, 0, y - c0, mr, acc);
+    if (t != nullptr) {
+      lanes_accumulate<kSmooth>(t, kLanes, body - (len - kLanes), y - (c0 + len - kLanes), mr, acc);
+    }
+  }
+  return RowStats{m, lanes_sum(acc.so), lanes_sum(acc.s2o), kSmooth ? lanes_sum(acc.sz) : 0.0f};
 }
 
 template <typename T, bool kSmooth>
-PADA_INLINE RowResult fwd_row(const T* z, int64_t C, int64_t y, const Smooth& sm, float* buf) {
-  RowStats st = xent::empty_stats();
-  float zy = 0.0f;
-  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
-    const int64_t len = std::min(kChunk, C - c0);
-    const float* f = load_chunk(z + c0, len, buf);
-    xent::rescale(st, chunk_max(f, len));
-    const int64_t k = y - c0;
-    if (k >= 0 && k < len) {  // the target is left out of the sums
-      accumulate<kSmooth>(f, k, st);
-      accumulate<kSmooth>(f + k + 1, len - k - 1, st);
-      zy = f[k];
-      if constexpr (kSmooth) st.sz += zy;
-    } else {
-      accumulate<kSmooth>(f, len, st);
+PADA_INLINE void fwd_long(const FwdArgs& a, int64_t r0, int64_t nr, float* buf) {
+  const T* z = static_cast<const T*>(a.logits);
+  alignas(64) float keep[kLanes], zy[kLanes], m[kLanes], so[kLanes], s2o[kLanes], sz[kLanes];
+  alignas(64) float loss[kLanes], n2[kLanes], lse[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) {
+    const int64_t r = r0 + j, y = j < nr ? a.target[r] : a.ignore_index;
+    RowStats st{0.0f, 1.0f, 0.0f, 0.0f};  // a harmless row for ignored or spare lanes
+    keep[j] = y != a.ignore_index ? 1.0f : 0.0f;
+    zy[j] = 0.0f;
+    if (keep[j] != 0.0f) {
+      const T* zr = z + r * a.row_stride;
+      st = row_stats<T, kSmooth>(zr, a.C, y, buf);
+      zy[j] = static_cast<float>(zr[y]);
     }
+    m[j] = st.m;
+    so[j] = st.so;
+    s2o[j] = st.s2o;
+    sz[j] = st.sz;
   }
-  return xent::finish_row(st, zy, C, sm);
+#pragma omp simd
+  for (int64_t j = 0; j < kLanes; ++j) {
+    const RowResult res =
+        xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], a.C, a.sm);
+    loss[j] = res.loss;
+    n2[j] = res.grad_norm;
+    lse[j] = res.lse;
+  }
+  for (int64_t j = 0; j < nr; ++j) {
+    const bool kept = keep[j] != 0.0f;
+    a.loss[r0 + j] = kept ? loss[j] : 0.0f;
+    a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
+    a.lse[r0 + j] = kept ? lse[j] : 0.0f;
+  }
 }
-
-struct FwdArgs {
-  const void* logits;
-  int64_t row_stride;
-  const int64_t* target;
-  int64_t C;
-  int64_t ignore_index;
-  Smooth sm;
-  float* loss;
-  float* grad_norm;
-  float* lse;
-};
 
 template <typename T>
 PADA_INLINE void fwd_rows(const FwdArgs& a, int64_t r0, int64_t r1) {
-  alignas(64) float buf[kChunk];
-  const T* logits = static_cast<const T*>(a.logits);
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t y = a.target[r];
-    if (y == a.ignore_index) {  // ignored rows cost nothing and get 0 everywhere
-      a.loss[r] = a.grad_norm[r] = a.lse[r] = 0.0f;
-      continue;
+  const bool smooth = a.sm.eps != 0.0f;
+  if (a.C <= kShortRow) {
+    for (int64_t r = r0; r < r1; r += kLanes) {
+      const int64_t nr = std::min(kLanes, r1 - r);
+      smooth ? fwd_lanes<T, true>(a, r, nr) : fwd_lanes<T, false>(a, r, nr);
     }
-    const T* z = logits + r * a.row_stride;
-    const RowResult res = a.sm.eps == 0.0f ? fwd_row<T, false>(z, a.C, y, a.sm, buf)
-                                           : fwd_row<T, true>(z, a.C, y, a.sm, buf);
-    a.loss[r] = res.loss;
-    a.grad_norm[r] = res.grad_norm;
-    a.lse[r] = res.lse;
+    return;
+  }
+  alignas(64) float buf[kChunk];
+  for (int64_t r = r0; r < r1; r += kLanes) {
+    const int64_t nr = std::min(kLanes, r1 - r);
+    smooth ? fwd_long<T, true>(a, r, nr, buf) : fwd_long<T, false>(a, r, nr, buf);
   }
 }
 
-struct BwdArgs {
-  const void* logits;
-  int64_t row_stride;
-  const int64_t* target;
-  const float* grad;
-  const float* lse;
-  int64_t C;
-  int64_t ignore_index;
-  Smooth sm;
-  void* out;  // contiguous [N, C]
-};
+// o[0, len) = exp(f - lse) * g - ag.
+PADA_INLINE void bwd_chunk(const float* f, int64_t len, float lse, float g, float ag, float* o) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) o[i] = xent::exp_f32(f[i] - lse) * g - ag;
+}
+
+// out[0, len) = exp(z - lse) * g - ag for z[0, len), through float buffers for 16-bit T.
+template <typename T>
+PADA_INLINE void bwd_span(const T* z, int64_t len, float lse, float g, float ag, T* out, float* buf,
+                          float* obuf) {
+  const float* f = load_chunk(z, len, buf);
+  if constexpr (std::is_same_v<T, float>) {
+    bwd_chunk(f, len, lse, g, ag, out);
+  } else {
+    bwd_chunk(f, len, lse, g, ag, obuf);
+    for (int64_t i = 0; i < len; ++i) out[i] = static_cast<T>(obuf[i]);
+  }
+}
 
 // out = (softmax(z) - eps / C) * g, then the target entry is fixed up.
 template <typename T>
 PADA_INLINE void bwd_rows(const BwdArgs& a, int64_t r0, int64_t r1) {
+  if (a.C <= kShortRowBwd) {
+    for (int64_t r = r0; r < r1; r += kLanes) bwd_lanes<T>(a, r, std::min(kLanes, r1 - r));
+    return;
+  }
   alignas(64) float buf[kChunk];
   alignas(64) float obuf[kChunk];
   const T* logits = static_cast<const T*>(a.logits);
@@ -148,19 +362,18 @@ PADA_INLINE void bwd_rows(const BwdArgs& a, int64_t r0, int64_t r1) {
       continue;
     }
     const T* z = logits + r * a.row_stride;
-    const float g = a.grad[r], lse = a.lse[r], ag = a.sm.a * g;
+    const float g = a.grad[r * a.grad_stride], lse = a.lse[r], ag = a.sm.a * g;
     for (int64_t c0 = 0; c0 < a.C; c0 += kChunk) {
-      const int64_t len = std::min(kChunk, a.C - c0);
-      const float* f = load_chunk(z + c0, len, buf);
-      float* o = std::is_same_v<T, float> ? reinterpret_cast<float*>(out + c0) : obuf;
-#pragma omp simd
-      for (int64_t i = 0; i < len; ++i) o[i] = xent::exp_f32(f[i] - lse) * g - ag;
-      if constexpr (!std::is_same_v<T, float>) {
-        for (int64_t i = 0; i < len; ++i) out[c0 + i] = static_cast<T>(obuf[i]);
+      const int64_t len = std::min(kChunk, a.C - c0), body = len & ~(kLanes - 1);
+      bwd_span(z + c0, body, lse, g, ag, out + c0, buf, obuf);
+      // A chunk that is not whole vectors ends with one vector overlapping the
+      // body (C > kLanes): the overlap is written twice, with the same values.
+      if (body < len) {
+        const int64_t s = c0 + len - kLanes;
+        bwd_span(z + s, kLanes, lse, g, ag, out + s, buf, obuf);
       }
     }
-    const float zy = static_cast<float>(z[y]);
-    out[y] = static_cast<T>(xent::grad_elem(zy, lse, a.sm.b) * g);
+    out[y] = static_cast<T>(xent::grad_elem(static_cast<float>(z[y]), lse, a.sm.b) * g);
   }
 }
 
@@ -244,28 +457,49 @@ at::Tensor rows_unit_stride(const at::Tensor& logits) {
   return logits.size(1) <= 1 || logits.stride(1) == 1 ? logits : logits.contiguous();
 }
 
-void check_targets(const at::Tensor& target, int64_t C, int64_t ignore_index) {
+// Raises on a target out of range; returns the number of rows not ignored.
+int64_t check_targets(const at::Tensor& target, int64_t C, int64_t ignore_index) {
   const int64_t* t = target.data_ptr<int64_t>();
+  int64_t kept = 0;
   for (int64_t r = 0; r < target.numel(); ++r) {
-    TORCH_CHECK_VALUE(t[r] == ignore_index || (t[r] >= 0 && t[r] < C),
-                      "cross_entropy_with_grad_norm: target[", r, "] = ", t[r],
-                      " is out of range for ", C,
+    if (t[r] == ignore_index) continue;
+    TORCH_CHECK_VALUE(t[r] >= 0 && t[r] < C, "cross_entropy_with_grad_norm: target[", r,
+                      "] = ", t[r], " is out of range for ", C,
                       " classes (and is not ignore_index = ", ignore_index, ")");
+    ++kept;
+  }
+  return kept;
+}
+
+// A 0-dim floating tensor's value, read on the host (CPU tensors only).
+float scalar_value(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return *t.const_data_ptr<float>();
+    case at::kDouble:
+      return static_cast<float>(*t.const_data_ptr<double>());
+    case at::kHalf:
+      return static_cast<float>(*t.const_data_ptr<c10::Half>());
+    case at::kBFloat16:
+      return static_cast<float>(*t.const_data_ptr<c10::BFloat16>());
+    default:
+      return t.item<float>();
   }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& logits_in,
                                                        const at::Tensor& target_in,
-                                                       int64_t ignore_index,
+                                                       int64_t reduction, int64_t ignore_index,
                                                        double label_smoothing) {
-  xent::check_args("cross_entropy_with_grad_norm_fwd", logits_in, target_in, label_smoothing);
+  xent::check_args("cross_entropy_with_grad_norm_fwd", logits_in, target_in, reduction,
+                   label_smoothing);
   TORCH_CHECK(logits_in.is_cpu(), "cross_entropy_with_grad_norm_fwd: expected CPU tensors");
   const at::Tensor logits = rows_unit_stride(logits_in);
   const at::Tensor target = target_in.contiguous();
   const int64_t N = logits.size(0), C = logits.size(1);
-  check_targets(target, C, ignore_index);
+  const int64_t kept = check_targets(target, C, ignore_index);
   const auto opts = logits.options().dtype(at::kFloat);
-  at::Tensor loss = at::empty({N}, opts), grad_norm = at::empty({N}, opts),
+  at::Tensor loss_rows = at::empty({N}, opts), grad_norm = at::empty({N}, opts),
              lse = at::empty({N}, opts);
   const FwdArgs args{logits.data_ptr(),
                      logits.stride(0),
@@ -273,7 +507,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& logits_
                      C,
                      ignore_index,
                      xent::make_smooth(label_smoothing, C),
-                     loss.data_ptr<float>(),
+                     loss_rows.data_ptr<float>(),
                      grad_norm.data_ptr<float>(),
                      lse.data_ptr<float>()};
   dispatch_dtype(logits.scalar_type(), [&](auto tag) {
@@ -281,24 +515,51 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& logits_
     at::parallel_for(0, N, grain_rows(C),
                      [&](int64_t r0, int64_t r1) { run_fwd<T>(args, r0, r1); });
   });
+  if (reduction == xent::kReduceNone) {
+    return {loss_rows.to(logits.scalar_type()), grad_norm, lse};
+  }
+  // One fixed-order double sum: the same loss whatever the thread count.
+  double total = 0.0;
+  const float* lr = loss_rows.const_data_ptr<float>();
+  for (int64_t r = 0; r < N; ++r) total += lr[r];
+  if (reduction == xent::kReduceMean) total /= static_cast<double>(kept);  // 0 / 0 = NaN, as torch
+  at::Tensor loss = at::empty({}, logits.options());
+  dispatch_dtype(logits.scalar_type(), [&](auto tag) {
+    using T = decltype(tag);
+    *loss.mutable_data_ptr<T>() = static_cast<T>(static_cast<float>(total));
+  });
   return {loss, grad_norm, lse};
 }
 
-at::Tensor bwd_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in,
-                   const at::Tensor& target_in, const at::Tensor& lse_in, int64_t ignore_index,
-                   double label_smoothing) {
-  xent::check_bwd_args(grad_in, logits_in, target_in, lse_in, label_smoothing);
-  TORCH_CHECK(logits_in.is_cpu(), "cross_entropy_with_grad_norm_bwd: expected CPU tensors");
+at::Tensor bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& logits_in,
+                   const at::Tensor& target_in, const at::Tensor& lse_in, int64_t reduction,
+                   int64_t ignore_index, double label_smoothing) {
+  xent::check_bwd_args(grad_loss, logits_in, target_in, lse_in, reduction, label_smoothing);
+  TORCH_CHECK(logits_in.is_cpu() && grad_loss.is_cpu() && lse_in.is_cpu(),
+              "cross_entropy_with_grad_norm_bwd: expected CPU tensors");
   const at::Tensor logits = rows_unit_stride(logits_in);
   const at::Tensor target = target_in.contiguous(), lse = lse_in.contiguous();
-  const at::Tensor grad = grad_in.contiguous();  // often an expanded scalar (stride 0)
   const int64_t N = logits.size(0), C = logits.size(1);
-  check_targets(target, C, ignore_index);  // the rows' z[y] is read
+  const int64_t kept = check_targets(target, C, ignore_index);  // the rows' z[y] is read
+  // The gradient of each row's loss: one value (mean, sum) or one per row (none).
+  float g_all = 0.0f;
+  at::Tensor g_rows;
+  const float* grad = &g_all;
+  int64_t grad_stride = 0;
+  if (reduction == xent::kReduceNone) {
+    g_rows = grad_loss.to(at::kFloat);  // often an expanded scalar: read with its stride
+    grad = g_rows.const_data_ptr<float>();
+    grad_stride = g_rows.stride(0);
+  } else {
+    g_all = scalar_value(grad_loss);
+    if (reduction == xent::kReduceMean) g_all /= static_cast<float>(kept);
+  }
   at::Tensor out = at::empty({N, C}, logits.options().memory_format(at::MemoryFormat::Contiguous));
   const BwdArgs args{logits.data_ptr(),
                      logits.stride(0),
                      target.data_ptr<int64_t>(),
-                     grad.data_ptr<float>(),
+                     grad,
+                     grad_stride,
                      lse.data_ptr<float>(),
                      C,
                      ignore_index,

@@ -6,6 +6,8 @@
 // cross-entropy: raising would need a host synchronisation per call.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/ne.h>
+#include <ATen/ops/sum.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -117,35 +119,43 @@ at::Tensor rows_unit_stride(const at::Tensor& logits) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& logits_in,
                                                         const at::Tensor& target_in,
-                                                        int64_t ignore_index,
+                                                        int64_t reduction, int64_t ignore_index,
                                                         double label_smoothing) {
-  xent::check_args("cross_entropy_with_grad_norm_fwd", logits_in, target_in, label_smoothing);
+  xent::check_args("cross_entropy_with_grad_norm_fwd", logits_in, target_in, reduction,
+                   label_smoothing);
   TORCH_CHECK(logits_in.is_cuda(), "cross_entropy_with_grad_norm_fwd: expected CUDA tensors");
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = rows_unit_stride(logits_in), target = target_in.contiguous();
   const int64_t N = logits.size(0), C = logits.size(1);
   const auto opts = logits.options().dtype(at::kFloat);
-  at::Tensor loss = at::empty({N}, opts), grad_norm = at::empty({N}, opts),
+  at::Tensor loss_rows = at::empty({N}, opts), grad_norm = at::empty({N}, opts),
              lse = at::empty({N}, opts);
-  if (N == 0) return {loss, grad_norm, lse};
-  const Smooth sm = xent::make_smooth(label_smoothing, C);
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  dispatch_dtype(logits.scalar_type(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* z = static_cast<const T*>(logits.data_ptr());
-    auto kernel = sm.eps == 0.0f ? xent_fwd_kernel<T, false> : xent_fwd_kernel<T, true>;
-    kernel<<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
-        z, logits.stride(0), target.data_ptr<int64_t>(), C, ignore_index, sm,
-        loss.data_ptr<float>(), grad_norm.data_ptr<float>(), lse.data_ptr<float>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {loss, grad_norm, lse};
+  if (N > 0) {
+    const Smooth sm = xent::make_smooth(label_smoothing, C);
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    dispatch_dtype(logits.scalar_type(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* z = static_cast<const T*>(logits.data_ptr());
+      auto kernel = sm.eps == 0.0f ? xent_fwd_kernel<T, false> : xent_fwd_kernel<T, true>;
+      kernel<<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
+          z, logits.stride(0), target.data_ptr<int64_t>(), C, ignore_index, sm,
+          loss_rows.data_ptr<float>(), grad_norm.data_ptr<float>(), lse.data_ptr<float>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+  // The reduction stays on the device (no host sync): a float32 sum, then the dtype.
+  at::Tensor loss = loss_rows;
+  if (reduction != xent::kReduceNone) {
+    loss = loss_rows.sum();
+    if (reduction == xent::kReduceMean) loss = loss.div(target.ne(ignore_index).sum());
+  }
+  return {loss.to(logits.scalar_type()), grad_norm, lse};
 }
 
-at::Tensor bwd_cuda(const at::Tensor& grad, const at::Tensor& logits_in,
-                    const at::Tensor& target_in, const at::Tensor& lse_in, int64_t ignore_index,
-                    double label_smoothing) {
-  xent::check_bwd_args(grad, logits_in, target_in, lse_in, label_smoothing);
+at::Tensor bwd_cuda(const at::Tensor& grad_loss, const at::Tensor& logits_in,
+                    const at::Tensor& target_in, const at::Tensor& lse_in, int64_t reduction,
+                    int64_t ignore_index, double label_smoothing) {
+  xent::check_bwd_args(grad_loss, logits_in, target_in, lse_in, reduction, label_smoothing);
   TORCH_CHECK(logits_in.is_cuda(), "cross_entropy_with_grad_norm_bwd: expected CUDA tensors");
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = rows_unit_stride(logits_in);
@@ -153,13 +163,16 @@ at::Tensor bwd_cuda(const at::Tensor& grad, const at::Tensor& logits_in,
   const int64_t N = logits.size(0), C = logits.size(1);
   at::Tensor out = at::empty({N, C}, logits.options().memory_format(at::MemoryFormat::Contiguous));
   if (N == 0) return out;
+  // Each row's loss gradient, read with its stride (0 for mean and sum): no host sync.
+  at::Tensor grad = grad_loss.to(at::kFloat);
+  if (reduction == xent::kReduceMean) grad = grad.div(target.ne(ignore_index).sum());
+  const int64_t grad_stride = reduction == xent::kReduceNone ? grad.stride(0) : 0;
   const Smooth sm = xent::make_smooth(label_smoothing, C);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   dispatch_dtype(logits.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
-    // grad is often an expanded scalar: read it with its stride, no copy.
     xent_bwd_kernel<T><<<static_cast<unsigned>(N), kThreads, 0, stream>>>(
-        grad.data_ptr<float>(), grad.stride(0), static_cast<const T*>(logits.data_ptr()),
+        grad.data_ptr<float>(), grad_stride, static_cast<const T*>(logits.data_ptr()),
         logits.stride(0), target.data_ptr<int64_t>(), lse.data_ptr<float>(), C, ignore_index, sm,
         static_cast<T*>(out.data_ptr()));
     C10_CUDA_KERNEL_LAUNCH_CHECK();

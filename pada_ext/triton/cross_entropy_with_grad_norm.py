@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..ops import _xent_setup_context  # the same saved state as the native op
+from ..fake import xent_bwd_fake, xent_fwd_fake
 
 _MAX_BLOCK = 4096
 
@@ -144,10 +144,21 @@ def _rows(logits):
     return logits if logits.shape[1] <= 1 or logits.stride(1) == 1 else logits.contiguous()
 
 
+_NONE, _MEAN = 0, 1  # reduction codes, as at::Reduction (2 is sum)
+
+
 @torch.library.custom_op("pada_triton::cross_entropy_with_grad_norm_fwd", mutates_args=())
 def xent_fwd(
-    logits: torch.Tensor, target: torch.Tensor, ignore_index: int, label_smoothing: float
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    reduction: int,
+    ignore_index: int,
+    label_smoothing: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if reduction not in (0, 1, 2):
+        raise ValueError(
+            f"cross_entropy_with_grad_norm_fwd: reduction must be 0, 1 or 2, got {reduction}"
+        )
     logits, target = _rows(logits), target.contiguous()
     n, c = logits.shape
     if logits.device.type == "cpu":
@@ -159,21 +170,23 @@ def xent_fwd(
             logits, logits.stride(0), target, loss, gn, lse, c, ignore_index,
             label_smoothing, a, (c - 1) * a * a, BLOCK=_block(c), SMOOTH=label_smoothing != 0.0,
         )  # fmt: skip
-    return loss, gn, lse
+    if reduction != _NONE:  # on the device, no host sync; mean over kept rows (0 / 0 = NaN)
+        loss = loss.sum()
+        if reduction == _MEAN:
+            loss = loss / (target != ignore_index).sum()
+    return loss.to(logits.dtype), gn, lse
 
 
-@xent_fwd.register_fake
-def _(logits, target, ignore_index, label_smoothing):
-    n = logits.shape[0]
-    return tuple(logits.new_empty((n,), dtype=torch.float32) for _ in range(3))
+xent_fwd.register_fake(xent_fwd_fake)
 
 
 @torch.library.custom_op("pada_triton::cross_entropy_with_grad_norm_bwd", mutates_args=())
 def xent_bwd(
-    grad_loss_per_row: torch.Tensor,
+    grad_loss: torch.Tensor,
     logits: torch.Tensor,
     target: torch.Tensor,
     lse: torch.Tensor,
+    reduction: int,
     ignore_index: int,
     label_smoothing: float,
 ) -> torch.Tensor:
@@ -182,26 +195,34 @@ def xent_bwd(
     out = torch.empty((n, c), dtype=logits.dtype, device=logits.device)
     if n > 0:
         a, b = _smooth(label_smoothing, c)
-        g = grad_loss_per_row.to(torch.float32)
+        g = grad_loss.to(torch.float32)
+        if reduction == _MEAN:
+            g = g / (target != ignore_index).sum()
+        g_stride = g.stride(0) if reduction == _NONE else 0
         _xent_bwd_kernel[(n,)](
-            g, g.stride(0), logits, logits.stride(0), target, lse, out, c, ignore_index,
+            g, g_stride, logits, logits.stride(0), target, lse, out, c, ignore_index,
             a, b, BLOCK=_block(c),
         )  # fmt: skip
     return out
 
 
-@xent_bwd.register_fake
-def _(grad_loss_per_row, logits, target, lse, ignore_index, label_smoothing):
-    return logits.new_empty(logits.shape)
+xent_bwd.register_fake(xent_bwd_fake)
 
 
-def _backward(ctx, grad_loss_per_row, _grad_norm, _lse):
+def _setup_context(ctx, inputs, output):
+    logits, target, reduction, ignore_index, label_smoothing = inputs
+    _, grad_norm, lse = output
+    ctx.mark_non_differentiable(grad_norm, lse)
+    ctx.save_for_backward(logits, target, lse)
+    ctx.args = (reduction, ignore_index, label_smoothing)
+
+
+def _backward(ctx, grad_loss, _grad_norm, _lse):
     logits, target, lse = ctx.saved_tensors
-    grad = xent_bwd(grad_loss_per_row, logits, target, lse, ctx.ignore_index, ctx.label_smoothing)
-    return grad, None, None, None
+    return xent_bwd(grad_loss, logits, target, lse, *ctx.args), None, None, None, None
 
 
-xent_fwd.register_autograd(_backward, setup_context=_xent_setup_context)
+xent_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def aot_specs():

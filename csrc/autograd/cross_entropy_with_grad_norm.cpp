@@ -1,0 +1,78 @@
+// Autograd of pada::cross_entropy_with_grad_norm_fwd, in C++ for every device:
+// the forward kernel already computed each row's log-sum-exp, so the backward
+// is one call of cross_entropy_with_grad_norm_bwd. Kept out of Python because
+// a Python autograd.Function costs more than the whole op on small batches.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <tuple>
+
+namespace pada {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_op(const at::Tensor& logits,
+                                                      const at::Tensor& target, int64_t reduction,
+                                                      int64_t ignore_index,
+                                                      double label_smoothing) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pada::cross_entropy_with_grad_norm_fwd", "")
+                             .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                                 const at::Tensor&, const at::Tensor&, int64_t, int64_t, double)>();
+  return op.call(logits, target, reduction, ignore_index, label_smoothing);
+}
+
+at::Tensor bwd_op(const at::Tensor& grad_loss, const at::Tensor& logits, const at::Tensor& target,
+                  const at::Tensor& lse, int64_t reduction, int64_t ignore_index,
+                  double label_smoothing) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("pada::cross_entropy_with_grad_norm_bwd", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, int64_t, int64_t, double)>();
+  return op.call(grad_loss, logits, target, lse, reduction, ignore_index, label_smoothing);
+}
+
+class XentFunction : public torch::autograd::Function<XentFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& logits,
+                               const at::Tensor& target, int64_t reduction, int64_t ignore_index,
+                               double label_smoothing) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [loss, grad_norm, lse] = fwd_op(logits, target, reduction, ignore_index, label_smoothing);
+    ctx->save_for_backward({logits, target, lse});
+    ctx->saved_data["reduction"] = reduction;
+    ctx->saved_data["ignore_index"] = ignore_index;
+    ctx->saved_data["label_smoothing"] = label_smoothing;
+    ctx->mark_non_differentiable({grad_norm, lse});
+    return {loss, grad_norm, lse};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    at::Tensor grad_logits;
+    if (grads[0].defined()) {
+      grad_logits = bwd_op(
+          grads[0], saved[0], saved[1], saved[2], ctx->saved_data["reduction"].toInt(),
+          ctx->saved_data["ignore_index"].toInt(), ctx->saved_data["label_smoothing"].toDouble());
+    }
+    return {grad_logits, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_autograd(const at::Tensor& logits,
+                                                            const at::Tensor& target,
+                                                            int64_t reduction, int64_t ignore_index,
+                                                            double label_smoothing) {
+  const auto out = XentFunction::apply(logits, target, reduction, ignore_index, label_smoothing);
+  return {out[0], out[1], out[2]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pada, Autograd, m) { m.impl("cross_entropy_with_grad_norm_fwd", &fwd_autograd); }
+
+}  // namespace pada
