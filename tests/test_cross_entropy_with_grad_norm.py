@@ -145,6 +145,26 @@ def test_non_contiguous_logits(layout, c):
     check(strided, target, "mean", eps=0.05)
 
 
+@pytest.mark.parametrize("c", [10, 300])
+def test_thread_count_invariant(c):
+    """Rows are independent and the loss is reduced in one fixed order: bitwise equal."""
+    n = 2 * 32768 // c + 37  # more rows than one thread's share (grain: 32768 elements)
+    logits, target = make_case(n, c, torch.float32, n_ignored=5)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            x = logits.clone().requires_grad_()
+            loss, norm = xent(x, target)
+            loss.backward()
+            results.append((loss.detach(), norm, x.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_int32_target():
     logits, target = make_case(7, 5, torch.float32)
     check(logits, target.int(), "sum")

@@ -154,7 +154,7 @@ PADA_INLINE void bwd_lanes(const BwdArgs& a, int64_t r0, int64_t nr) {
   const int64_t C = a.C;
   int64_t row[kLanes];
   alignas(64) int32_t y[kLanes];
-  alignas(64) float zt[kShortRow][kLanes];
+  alignas(64) float zt[kShortRowBwd][kLanes];
   alignas(64) float keep[kLanes], g[kLanes], ag[kLanes], lse[kLanes];
   lane_rows(a, r0, nr, row, y, keep);
   transpose_in(static_cast<const T*>(a.logits), a.row_stride, C, row, zt);
