@@ -36,7 +36,8 @@ at::Tensor bwd_op(const at::Tensor& grad_loss, const at::Tensor& logits, const a
   return op.call(grad_loss, logits, target, lse, reduction, ignore_index, label_smoothing);
 }
 
-class XentFunction : public torch::autograd::Function<XentFunction> {
+class CrossEntropyWithGradNormFunction
+    : public torch::autograd::Function<CrossEntropyWithGradNormFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& logits,
                                const at::Tensor& target, int64_t reduction, int64_t ignore_index,
@@ -67,7 +68,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_autograd(const at::Tensor& lo
                                                             const at::Tensor& target,
                                                             int64_t reduction, int64_t ignore_index,
                                                             double label_smoothing) {
-  const auto out = XentFunction::apply(logits, target, reduction, ignore_index, label_smoothing);
+  const auto out = CrossEntropyWithGradNormFunction::apply(logits, target, reduction, ignore_index,
+                                                           label_smoothing);
   return {out[0], out[1], out[2]};
 }
 

@@ -1,10 +1,11 @@
 // CPU kernels of pada::cross_entropy_with_grad_norm_{fwd,bwd}: one task per
-// block of rows (at::parallel_for), each row read in chunks that stay in L1
-// (a max pass, then one exp pass that feeds every sum; see
+// block of rows (at::parallel_for). Short rows go 16 at a time, one row per
+// vector lane; long rows one at a time, in chunks that stay in L1 (a max pass,
+// then one exp pass that feeds every sum; see
 // csrc/common/cross_entropy_with_grad_norm.h).
 //
 // The inner loops are plain float loops that the compiler vectorises, with
-// exp as a polynomial. The extension is built without -mavx*, so each row
+// exp and log as polynomials. The extension is built without -mavx*, so each
 // kernel is compiled three times (AVX-512, AVX2, baseline) and picked at run
 // time: a libm exp per element would cost more than the whole op in torch.
 #include "../common/cross_entropy_with_grad_norm.h"
