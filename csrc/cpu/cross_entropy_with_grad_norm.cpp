@@ -78,40 +78,40 @@ struct BwdArgs {
   void* out;  // contiguous [N, C]
 };
 
-// Targets (0 for ignored rows, so that reads stay in the row) and keep flags
-// of the lanes for rows [r0, r0 + nr); returns the lanes' rows.
-template <typename Args>
-PADA_INLINE void lane_rows(const Args& a, int64_t r0, int64_t nr, int64_t* row, int32_t* y,
-                           float* keep) {
-  for (int64_t j = 0; j < kLanes; ++j) {
-    row[j] = r0 + std::min(j, nr - 1);
-    const int64_t t = a.target[row[j]];
-    keep[j] = t != a.ignore_index ? 1.0f : 0.0f;
-    y[j] = t != a.ignore_index ? static_cast<int32_t>(t) : 0;
-  }
-}
+// Rows [r0, r0 + nr) in lanes (spare lanes repeat the last row): their rows,
+// targets (0 for ignored rows, so that reads stay in the row), keep flags, and
+// the logits transposed, zt[c][j] = z[row[j]][c], so that the lane loops read
+// contiguous vectors (no gathers).
+template <int64_t kMaxC>
+struct LaneRows {
+  int64_t row[kLanes];
+  alignas(64) int32_t y[kLanes];
+  alignas(64) float keep[kLanes];
+  alignas(64) float zt[kMaxC][kLanes];
 
-// zt[c][j] = z[row[j]][c]: the 16 rows transposed, so that the lane loops
-// below read contiguous vectors (no gathers).
-template <typename T>
-PADA_INLINE void transpose_in(const T* z, int64_t row_stride, int64_t C, const int64_t* row,
-                              float (*zt)[kLanes]) {
-  for (int64_t j = 0; j < kLanes; ++j) {
-    const T* zr = z + row[j] * row_stride;
-    for (int64_t c = 0; c < C; ++c) zt[c][j] = static_cast<float>(zr[c]);
+  template <typename T, typename Args>
+  PADA_INLINE void load(const Args& a, int64_t r0, int64_t nr) {
+    const T* z = static_cast<const T*>(a.logits);
+    for (int64_t j = 0; j < kLanes; ++j) {
+      row[j] = r0 + std::min(j, nr - 1);
+      const int64_t t = a.target[row[j]];
+      keep[j] = t != a.ignore_index ? 1.0f : 0.0f;
+      y[j] = t != a.ignore_index ? static_cast<int32_t>(t) : 0;
+      const T* zr = z + row[j] * a.row_stride;
+      for (int64_t c = 0; c < a.C; ++c) zt[c][j] = static_cast<float>(zr[c]);
+    }
   }
-}
+};
 
 template <typename T, bool kSmooth>
 PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
   const int64_t C = a.C;
-  int64_t row[kLanes];
-  alignas(64) int32_t y[kLanes];
-  alignas(64) float zt[kShortRow][kLanes];
-  alignas(64) float keep[kLanes], zy[kLanes], m[kLanes], mr[kLanes];
+  LaneRows<kShortRow> b;
+  b.template load<T>(a, r0, nr);
+  const auto& zt = b.zt;
+  const int32_t* y = b.y;
+  alignas(64) float zy[kLanes], m[kLanes], mr[kLanes];
   alignas(64) float so[kLanes], s2o[kLanes], sz[kLanes], loss[kLanes], n2[kLanes], lse[kLanes];
-  lane_rows(a, r0, nr, row, y, keep);
-  transpose_in(static_cast<const T*>(a.logits), a.row_stride, C, row, zt);
   for (int64_t j = 0; j < kLanes; ++j) zy[j] = zt[y[j]][j];
 #pragma omp simd
   for (int64_t j = 0; j < kLanes; ++j) {
@@ -142,7 +142,7 @@ PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
     lse[j] = res.lse;
   }
   for (int64_t j = 0; j < nr; ++j) {
-    const bool kept = keep[j] != 0.0f;  // ignored rows get exact zeros
+    const bool kept = b.keep[j] != 0.0f;  // ignored rows get exact zeros
     a.loss[r0 + j] = kept ? loss[j] : 0.0f;
     a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
     a.lse[r0 + j] = kept ? lse[j] : 0.0f;
@@ -153,24 +153,24 @@ PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
 template <typename T>
 PADA_INLINE void bwd_lanes(const BwdArgs& a, int64_t r0, int64_t nr) {
   const int64_t C = a.C;
-  int64_t row[kLanes];
-  alignas(64) int32_t y[kLanes];
-  alignas(64) float zt[kShortRowBwd][kLanes];
-  alignas(64) float keep[kLanes], g[kLanes], ag[kLanes], lse[kLanes];
-  lane_rows(a, r0, nr, row, y, keep);
-  transpose_in(static_cast<const T*>(a.logits), a.row_stride, C, row, zt);
+  LaneRows<kShortRowBwd> b;
+  b.template load<T>(a, r0, nr);
+  auto& zt = b.zt;
+  const int32_t* y = b.y;
+  const float* keep = b.keep;
+  alignas(64) float g[kLanes], ag[kLanes], lse[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) {
-    g[j] = keep[j] != 0.0f ? a.grad[row[j] * a.grad_stride] : 0.0f;
+    g[j] = keep[j] != 0.0f ? a.grad[b.row[j] * a.grad_stride] : 0.0f;
     ag[j] = a.sm.a * g[j];
-    lse[j] = a.lse[row[j]];
+    lse[j] = a.lse[b.row[j]];
   }
-  const float b = a.sm.b;
+  const float tb = a.sm.b;
   for (int64_t c = 0; c < C; ++c) {
     const int32_t c32 = static_cast<int32_t>(c);
 #pragma omp simd
     for (int64_t j = 0; j < kLanes; ++j) {
       const float e = xent::exp_f32(zt[c][j] - lse[j]);
-      const float o = c32 == y[j] ? (e - b) * g[j] : e * g[j] - ag[j];
+      const float o = c32 == y[j] ? (e - tb) * g[j] : e * g[j] - ag[j];
       zt[c][j] = keep[j] != 0.0f ? o : 0.0f;  // ignored rows: exact zeros
     }
   }
