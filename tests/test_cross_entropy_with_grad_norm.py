@@ -289,15 +289,18 @@ def test_inference_mode_and_no_grad():
         torch.testing.assert_close(norm, want_norm)
 
 
-@pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_torch_compile_fullgraph(reduction):
+@pytest.mark.parametrize(
+    "reduction,compiler", [("mean", "aot_eager"), ("none", "aot_eager"), ("sum", "inductor")]
+)
+def test_torch_compile_fullgraph(reduction, compiler):
+    """Through the C++ autograd kernel and the fake kernels, forward and backward."""
     torch._dynamo.reset()
 
     def step(x, t):
         loss, norm = xent(x, t, reduction=reduction, label_smoothing=0.1)
         return loss.sum(), norm
 
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(step, fullgraph=True, backend=compiler)
     logits, target = make_case(8, 11, torch.float32, n_ignored=1)
     x1 = logits.clone().requires_grad_()
     x2 = logits.clone().requires_grad_()
