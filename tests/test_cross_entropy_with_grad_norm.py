@@ -73,7 +73,7 @@ def check(logits, target, reduction="mean", ignore_index=-100, eps=0.0, backend=
 # a partial group); longer rows run in vectors of 16 with an overlapping last
 # one (17, 129, 1000), in chunks of 2048 (2049: a last chunk of one element;
 # 4097, 2048 + 16).
-CLASSES = [2, 3, 10, 16, 17, 100, 128, 129, 1000, 2049, 2064, 4097]
+CLASSES = [1, 2, 3, 10, 16, 17, 100, 128, 129, 1000, 2049, 2064, 4097]
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -136,10 +136,13 @@ def _strided_copy(logits, layout):
     return torch.stack([logits, logits], dim=1).reshape(2 * n, c)[::2]  # every other row
 
 
-@pytest.mark.parametrize("c", [7, 33, 300])
+@pytest.mark.parametrize(
+    "c,dtype",
+    [(7, torch.float32), (33, torch.float16), (300, torch.float32), (2100, torch.bfloat16)],
+)
 @pytest.mark.parametrize("layout", ["class_stride", "row_stride", "every_other_row"])
-def test_non_contiguous_logits(layout, c):
-    logits, target = make_case(19, c, torch.float32, n_ignored=2)
+def test_non_contiguous_logits(layout, c, dtype):
+    logits, target = make_case(19, c, dtype, n_ignored=2)
     strided = _strided_copy(logits, layout)
     assert not strided.is_contiguous() and torch.equal(strided, logits)
     check(strided, target, "mean", eps=0.05)
@@ -185,8 +188,9 @@ def test_confident_rows_keep_relative_accuracy():
     torch.testing.assert_close(norm, want.float(), rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1])
 @pytest.mark.parametrize("c", [9, 300, 2100])
-def test_non_finite_logits(c):
+def test_non_finite_logits(c, eps):
     """NaN/+inf rows: loss NaN like torch, norm NaN; -inf logits are masks and stay exact."""
     logits, target = make_case(6, c, torch.float32)
     target[:] = 4
@@ -195,8 +199,12 @@ def test_non_finite_logits(c):
     logits[2] = float("-inf")
     logits[3, :4] = float("-inf")  # masked classes, target finite
     logits[4, 4] = float("-inf")  # target masked: infinite loss, finite gradient
-    loss, norm = check(logits, target, "none")
-    assert torch.isnan(loss[:3]).all() and torch.isinf(loss[4]) and torch.isfinite(loss[3])
+    loss, norm = check(logits, target, "none", eps=eps)
+    assert torch.isnan(loss[:3]).all()
+    if eps == 0.0:
+        assert torch.isfinite(loss[3]) and torch.isinf(loss[4])
+    else:  # smoothing puts eps / C on the masked classes: log 0
+        assert torch.isinf(loss[3:5]).all()
     assert torch.isnan(norm[:3]).all() and (norm[3:] > 0).all()
 
 
@@ -277,6 +285,27 @@ def test_backward_twice_and_unused_loss():
     assert norm.grad_fn is None and not norm.requires_grad
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("c", [10, 300])
+def test_double_backward(c, reduction):
+    """create_graph=True gives a differentiable gradient, as torch's (a gradient penalty)."""
+    logits, target = make_case(9, c, torch.float32, n_ignored=2)
+    grads = []
+    for fn in (
+        lambda x: xent(x, target, reduction=reduction, label_smoothing=0.1)[0],
+        lambda x: F.cross_entropy(x, target, reduction=reduction, label_smoothing=0.1),
+    ):
+        x = logits.clone().requires_grad_()
+        loss = fn(x)
+        w = torch.linspace(0.5, 1.5, loss.numel()).reshape(loss.shape)
+        (g,) = torch.autograd.grad((loss * w).sum(), x, create_graph=True)
+        (g.square().sum() + (loss * w).sum()).backward()
+        grads.append((g.detach(), x.grad))
+    for ours, torchs in zip(*grads):
+        torch.testing.assert_close(ours, torchs, rtol=1e-4, atol=1e-6)
+    assert grads[0][1].abs().sum() > 0
+
+
 def test_inference_mode_and_no_grad():
     logits, target = make_case(5, 7, torch.float32)
     x = logits.clone().requires_grad_()
@@ -335,8 +364,9 @@ def test_triton_edge_cases():
     target[:] = 4
     logits[0, 2], logits[1, 5], logits[2] = float("nan"), float("inf"), float("-inf")
     logits[3, :4], logits[4, 4] = float("-inf"), float("-inf")
-    _, norm = check(logits.to(dev), target.to(dev), "none", backend="triton")
-    assert torch.isnan(norm[:3].cpu()).all()
+    for eps in (0.0, 0.1):
+        _, norm = check(logits.to(dev), target.to(dev), "none", eps=eps, backend="triton")
+        assert torch.isnan(norm[:3].cpu()).all() and (norm[3:].cpu() > 0).all()
     strided = _strided_copy(logits.nan_to_num(0.0, 0.0, 0.0), "row_stride")
     check(strided.to(dev), target.to(dev), "sum", eps=0.3, ignore_index=4, backend="triton")
     if dev == "cpu":

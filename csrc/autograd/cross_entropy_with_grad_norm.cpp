@@ -2,11 +2,14 @@
 // the forward kernel already computed each row's log-sum-exp, so the backward
 // is one call of cross_entropy_with_grad_norm_bwd. Kept out of Python because
 // a Python autograd.Function costs more than the whole op on small batches.
+#include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <tuple>
+
+#include "../common/cross_entropy_with_grad_norm.h"
 
 namespace pada {
 namespace {
@@ -54,13 +57,40 @@ class CrossEntropyWithGradNormFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
+    const int64_t reduction = ctx->saved_data["reduction"].toInt();
+    const int64_t ignore_index = ctx->saved_data["ignore_index"].toInt();
+    const double label_smoothing = ctx->saved_data["label_smoothing"].toDouble();
     at::Tensor grad_logits;
-    if (grads[0].defined()) {
-      grad_logits = bwd_op(
-          grads[0], saved[0], saved[1], saved[2], ctx->saved_data["reduction"].toInt(),
-          ctx->saved_data["ignore_index"].toInt(), ctx->saved_data["label_smoothing"].toDouble());
+    if (!grads[0].defined()) {
+      // no gradient flows into the loss
+    } else if (torch::autograd::GradMode::is_enabled()) {
+      // create_graph=True: the gradient must itself be differentiable.
+      grad_logits = differentiable_grad(grads[0], saved[0], saved[1], reduction, ignore_index,
+                                        label_smoothing);
+    } else {
+      grad_logits =
+          bwd_op(grads[0], saved[0], saved[1], saved[2], reduction, ignore_index, label_smoothing);
     }
     return {grad_logits, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  // The backward kernel's result, (softmax(z) - t) * g row by row, in ATen
+  // ops that autograd can differentiate again (double backward); slower, and
+  // only used under create_graph=True.
+  static at::Tensor differentiable_grad(const at::Tensor& grad_loss, const at::Tensor& logits,
+                                        const at::Tensor& target, int64_t reduction,
+                                        int64_t ignore_index, double label_smoothing) {
+    const int64_t C = logits.size(1);
+    const at::Tensor keep = target.ne(ignore_index).unsqueeze(1);
+    const at::Tensor safe = at::where(keep.squeeze(1), target, at::zeros_like(target));
+    const at::Tensor t =
+        at::one_hot(safe, C).to(at::kFloat) * (1.0 - label_smoothing) + label_smoothing / C;
+    at::Tensor g = grad_loss.to(at::kFloat);
+    if (reduction == xent::kReduceMean) g = g.div(keep.sum());
+    if (reduction == xent::kReduceNone) g = g.unsqueeze(1);
+    const at::Tensor d = (at::softmax(logits, 1, at::kFloat) - t).mul(g);
+    return at::where(keep, d, at::zeros_like(d)).to(logits.scalar_type());
   }
 };
 

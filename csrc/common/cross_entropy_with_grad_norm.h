@@ -165,7 +165,7 @@ PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, co
         st.s2o * inv_s * inv_s - 2.0f * sm.a * q + static_cast<float>(C - 1) * sm.a * sm.a;
     const float dy = sm.eps - sm.a - q;  // p_y - b = (1 - q) - (1 - eps + a)
     n2 = off + dy * dy;
-    n2 = n2 > 0.0f ? n2 : 0.0f;  // rounding can leave -tiny
+    n2 = n2 < 0.0f ? 0.0f : n2;  // rounding can leave -tiny; NaN must stay NaN
   }
   // Without smoothing sz is not summed (and 0 * -inf would be NaN).
   const float smooth = sm.eps == 0.0f ? 0.0f : sm.a * st.sz;

@@ -75,7 +75,8 @@ def _xent_fwd_kernel(
     if SMOOTH:
         off = off - 2.0 * a * q + off_const  # (C - 1) a^2
         dy = eps - a - q
-        n2 = tl.maximum(off + dy * dy, 0.0)
+        n2 = off + dy * dy
+        n2 = tl.where(n2 < 0.0, 0.0, n2)  # rounding can leave -tiny; NaN must stay NaN
         loss = lse - (1.0 - eps) * zy - a * tl.sum(sz, axis=0)
     else:
         n2 = off + q * q
