@@ -345,7 +345,7 @@ def test_torch_compile_fullgraph(reduction, compiler):
 # Triton under the interpreter: ~4 ms per program, so grids of <= 64 rows.
 @requires_triton
 @pytest.mark.triton
-@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,c", [(0, 5), (1, 2), (7, 3), (16, 1000), (5, 4097)])
 def test_triton_matches_torch(n, c, dtype, reduction):
