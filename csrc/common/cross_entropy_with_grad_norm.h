@@ -194,10 +194,25 @@ PADA_XENT_HD float grad_elem(float z, float lse, float target) { return exp_f32(
 }  // namespace pada
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
+#include <c10/util/Half.h>
 
 namespace pada {
 namespace xent {
+
+// Calls f(T{}) with T the element type of the (already checked) logits.
+template <typename F>
+void dispatch_dtype(at::ScalarType dt, const F& f) {
+  if (dt == at::kHalf) return f(c10::Half{});
+  if (dt == at::kBFloat16) return f(c10::BFloat16{});
+  return f(float{});
+}
+
+// Rows are read with their stride; only a non-unit class stride costs a copy.
+inline at::Tensor rows_unit_stride(const at::Tensor& logits) {
+  return logits.size(1) <= 1 || logits.stride(1) == 1 ? logits : logits.contiguous();
+}
 
 // Reduction codes, as at::Reduction.
 constexpr int64_t kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;

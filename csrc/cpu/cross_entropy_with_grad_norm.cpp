@@ -35,7 +35,9 @@
 namespace pada {
 namespace {
 
+using xent::dispatch_dtype;
 using xent::RowResult;
+using xent::rows_unit_stride;
 using xent::RowStats;
 using xent::Smooth;
 
@@ -103,6 +105,36 @@ struct LaneRows {
   }
 };
 
+// The stats of 16 rows, one per lane, and their finish: every lane's
+// (loss, squared norm, lse) in vector ops, then rows [r0, r0 + nr) stored;
+// ignored rows (keep 0) get exact zeros.
+struct LaneStats {
+  alignas(64) float m[kLanes];
+  alignas(64) float so[kLanes];
+  alignas(64) float s2o[kLanes];
+  alignas(64) float sz[kLanes];
+  alignas(64) float zy[kLanes];
+  alignas(64) float keep[kLanes];
+
+  PADA_INLINE void finish(const FwdArgs& a, int64_t r0, int64_t nr) const {
+    alignas(64) float loss[kLanes], n2[kLanes], lse[kLanes];
+#pragma omp simd
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const RowResult res =
+          xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], a.C, a.sm);
+      loss[j] = res.loss;
+      n2[j] = res.grad_norm;
+      lse[j] = res.lse;
+    }
+    for (int64_t j = 0; j < nr; ++j) {
+      const bool kept = keep[j] != 0.0f;
+      a.loss[r0 + j] = kept ? loss[j] : 0.0f;
+      a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
+      a.lse[r0 + j] = kept ? lse[j] : 0.0f;
+    }
+  }
+};
+
 template <typename T, bool kSmooth>
 PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
   const int64_t C = a.C;
@@ -110,43 +142,34 @@ PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
   b.template load<T>(a, r0, nr);
   const auto& zt = b.zt;
   const int32_t* y = b.y;
-  alignas(64) float zy[kLanes], m[kLanes], mr[kLanes];
-  alignas(64) float so[kLanes], s2o[kLanes], sz[kLanes], loss[kLanes], n2[kLanes], lse[kLanes];
-  for (int64_t j = 0; j < kLanes; ++j) zy[j] = zt[y[j]][j];
+  LaneStats st;
+  alignas(64) float mr[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) st.zy[j] = zt[y[j]][j];
 #pragma omp simd
   for (int64_t j = 0; j < kLanes; ++j) {
-    m[j] = -INFINITY;
-    so[j] = s2o[j] = sz[j] = 0.0f;
+    st.keep[j] = b.keep[j];
+    st.m[j] = -INFINITY;
+    st.so[j] = st.s2o[j] = st.sz[j] = 0.0f;
   }
   for (int64_t c = 0; c < C; ++c) {
 #pragma omp simd
-    for (int64_t j = 0; j < kLanes; ++j) m[j] = zt[c][j] > m[j] ? zt[c][j] : m[j];  // NaN: below
+    for (int64_t j = 0; j < kLanes; ++j) {
+      st.m[j] = zt[c][j] > st.m[j] ? zt[c][j] : st.m[j];  // NaN: below
+    }
   }
 #pragma omp simd
-  for (int64_t j = 0; j < kLanes; ++j) mr[j] = m[j] == -INFINITY ? 0.0f : m[j];  // no -inf - -inf
+  for (int64_t j = 0; j < kLanes; ++j) mr[j] = st.m[j] == -INFINITY ? 0.0f : st.m[j];  // no NaN
   for (int64_t c = 0; c < C; ++c) {
     const int32_t c32 = static_cast<int32_t>(c);
 #pragma omp simd
     for (int64_t j = 0; j < kLanes; ++j) {
       const float e = c32 == y[j] ? 0.0f : xent::exp_f32(zt[c][j] - mr[j]);
-      so[j] += e;
-      s2o[j] += e * e;
-      if constexpr (kSmooth) sz[j] += zt[c][j];
+      st.so[j] += e;
+      st.s2o[j] += e * e;
+      if constexpr (kSmooth) st.sz[j] += zt[c][j];
     }
   }
-#pragma omp simd
-  for (int64_t j = 0; j < kLanes; ++j) {
-    const RowResult res = xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], C, a.sm);
-    loss[j] = res.loss;
-    n2[j] = res.grad_norm;
-    lse[j] = res.lse;
-  }
-  for (int64_t j = 0; j < nr; ++j) {
-    const bool kept = b.keep[j] != 0.0f;  // ignored rows get exact zeros
-    a.loss[r0 + j] = kept ? loss[j] : 0.0f;
-    a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
-    a.lse[r0 + j] = kept ? lse[j] : 0.0f;
-  }
+  st.finish(a, r0, nr);
 }
 
 // out = (softmax(z) - t) * g with t the smoothed target; 0 for ignored rows.
@@ -275,37 +298,23 @@ PADA_INLINE RowStats row_stats(const T* z, int64_t C, int64_t y, float* buf) {
 template <typename T, bool kSmooth>
 PADA_INLINE void fwd_long(const FwdArgs& a, int64_t r0, int64_t nr, float* buf) {
   const T* z = static_cast<const T*>(a.logits);
-  alignas(64) float keep[kLanes], zy[kLanes], m[kLanes], so[kLanes], s2o[kLanes], sz[kLanes];
-  alignas(64) float loss[kLanes], n2[kLanes], lse[kLanes];
+  LaneStats st;
   for (int64_t j = 0; j < kLanes; ++j) {
     const int64_t r = r0 + j, y = j < nr ? a.target[r] : a.ignore_index;
-    RowStats st{0.0f, 1.0f, 0.0f, 0.0f};  // a harmless row for ignored or spare lanes
-    keep[j] = y != a.ignore_index ? 1.0f : 0.0f;
-    zy[j] = 0.0f;
-    if (keep[j] != 0.0f) {
+    RowStats rs{0.0f, 1.0f, 0.0f, 0.0f};  // a harmless row for ignored or spare lanes
+    st.keep[j] = y != a.ignore_index ? 1.0f : 0.0f;
+    st.zy[j] = 0.0f;
+    if (st.keep[j] != 0.0f) {
       const T* zr = z + r * a.row_stride;
-      st = row_stats<T, kSmooth>(zr, a.C, y, buf);
-      zy[j] = static_cast<float>(zr[y]);
+      rs = row_stats<T, kSmooth>(zr, a.C, y, buf);
+      st.zy[j] = static_cast<float>(zr[y]);
     }
-    m[j] = st.m;
-    so[j] = st.so;
-    s2o[j] = st.s2o;
-    sz[j] = st.sz;
+    st.m[j] = rs.m;
+    st.so[j] = rs.so;
+    st.s2o[j] = rs.s2o;
+    st.sz[j] = rs.sz;
   }
-#pragma omp simd
-  for (int64_t j = 0; j < kLanes; ++j) {
-    const RowResult res =
-        xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], a.C, a.sm);
-    loss[j] = res.loss;
-    n2[j] = res.grad_norm;
-    lse[j] = res.lse;
-  }
-  for (int64_t j = 0; j < nr; ++j) {
-    const bool kept = keep[j] != 0.0f;
-    a.loss[r0 + j] = kept ? loss[j] : 0.0f;
-    a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
-    a.lse[r0 + j] = kept ? lse[j] : 0.0f;
-  }
+  st.finish(a, r0, nr);
 }
 
 template <typename T>
@@ -442,21 +451,8 @@ void run_bwd(const BwdArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-// Calls f(T{}) with T the element type of the (already checked) logits.
-template <typename F>
-void dispatch_dtype(at::ScalarType dt, const F& f) {
-  if (dt == at::kHalf) return f(c10::Half{});
-  if (dt == at::kBFloat16) return f(c10::BFloat16{});
-  return f(float{});
-}
-
 // Rows per task: ~32k elements, so small problems stay on one thread.
 int64_t grain_rows(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)); }
-
-// Rows are read with their stride; only a non-unit class stride costs a copy.
-at::Tensor rows_unit_stride(const at::Tensor& logits) {
-  return logits.size(1) <= 1 || logits.stride(1) == 1 ? logits : logits.contiguous();
-}
 
 // Raises on a target out of range; returns the number of rows not ignored.
 int64_t check_targets(const at::Tensor& target, int64_t C, int64_t ignore_index) {

@@ -23,6 +23,8 @@
 namespace pada {
 namespace {
 
+using xent::dispatch_dtype;
+using xent::rows_unit_stride;
 using xent::RowStats;
 using xent::Smooth;
 
@@ -104,17 +106,6 @@ __global__ void __launch_bounds__(kThreads)
     const float t = c == y ? sm.b : sm.a;
     o[c] = static_cast<T>(xent::grad_elem(static_cast<float>(z[c]), l, t) * g);
   }
-}
-
-template <typename F>
-void dispatch_dtype(at::ScalarType dt, const F& f) {
-  if (dt == at::kHalf) return f(c10::Half{});
-  if (dt == at::kBFloat16) return f(c10::BFloat16{});
-  return f(float{});
-}
-
-at::Tensor rows_unit_stride(const at::Tensor& logits) {
-  return logits.size(1) <= 1 || logits.stride(1) == 1 ? logits : logits.contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& logits_in,
