@@ -8,13 +8,11 @@ Prints a table (min over runs, ms) and writes benchmarks/results/<this name>.jso
 """
 
 import argparse
-import json
 import os
-import platform
-import time
 
 import torch
 import torch.nn.functional as F
+from common import best_time, machine_info, write_json
 
 import pada_ext
 from pada_ext.ops import cross_entropy_with_grad_norm
@@ -39,25 +37,13 @@ def authors(x, y):
 
 
 def time_ms(fn, device, runs, inner):
-    """Min over `runs` of the mean time of `inner` back-to-back calls."""
-    for _ in range(3):
-        fn()
-    best = float("inf")
-    for _ in range(runs):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(inner):
-                fn()
-            end.record()
-            torch.cuda.synchronize()
-            best = min(best, start.elapsed_time(end) / inner)
-        else:
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            best = min(best, (time.perf_counter() - t0) * 1e3 / inner)
-    return best
+    """Min over `runs` of the mean time of `inner` back-to-back calls, in ms."""
+
+    def calls():
+        for _ in range(inner):
+            fn()
+
+    return best_time(calls, runs, device, warmup=3) / inner
 
 
 def bench_shape(n, c, device, args):
@@ -108,19 +94,11 @@ def main():
 
     out = {
         "benchmark": "cross_entropy_with_grad_norm forward+backward, float32, min over runs (ms)",
-        "device": str(device),
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        "machine": machine_info(device),
         "rows": rows,
     }
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    os.makedirs(folder, exist_ok=True)
     name = os.path.splitext(os.path.basename(__file__))[0]
-    path = os.path.join(folder, f"{name}.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
-    print(f"wrote {path}")
+    print(f"wrote {write_json(name, out)}")
 
 
 if __name__ == "__main__":

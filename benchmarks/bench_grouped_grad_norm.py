@@ -12,12 +12,10 @@ Writes a table to stdout and JSON to benchmarks/results/<name>.json.
 """
 
 import argparse
-import json
-import os
-import platform
 import time
 
 import torch
+from common import machine_info, sync, write_json
 
 import pada_ext  # noqa: F401
 from pada_ext import ops
@@ -41,11 +39,6 @@ def nb201_path_grads(path, device, dtype, seed=0):
                     grads.append(g.to(device=device, dtype=dtype))
                     ops_of.append(op)
     return grads, ops_of
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def bench_all(cases, device, repeats, inner):
@@ -145,15 +138,10 @@ def main():
         print(f"{name:42s} {us:10.1f} {us / ours:8.2f} {us / floor:9.2f}")
 
     name = args.name or f"grouped_grad_norm_{device.type}_{args.dtype}_{args.threads}t"
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    os.makedirs(out_dir, exist_ok=True)
     record = {
         "benchmark": "grouped_grad_norm",
-        "device": str(device),
+        "machine": machine_info(device),
         "dtype": args.dtype,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
         "num_tensors": len(grads),
         "numel": numel,
         "path": path,
@@ -164,8 +152,7 @@ def main():
         "speedup_vs_foreach": results[cases[1][0]] / ours,
         "ratio_to_floor": ours / floor,
     }
-    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    print(f"wrote {write_json(name, record)}")
 
 
 if __name__ == "__main__":
