@@ -2,15 +2,22 @@
 
 Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors:
 TRITON_INTERPRET must be set before any kernel is defined, hence here.
+
+Devices and backends: tests take `device` from DEVICES (cpu, and cuda when a
+GPU is visible) and (device, backend) pairs from BACKEND_DEVICES. Every test
+that runs on CUDA gets the `cuda` marker (added at collection), so that
+`pytest -m cuda` runs exactly the GPU tests (tools/gpu_check.sh does).
 """
 
+import contextlib
 import os
 import sys
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pada_ext  # noqa: E402,F401  (registers the operators)
@@ -20,7 +27,7 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
 )
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])
 
 
 def triton_usable() -> bool:
@@ -28,12 +35,58 @@ def triton_usable() -> bool:
         import triton  # noqa: F401
     except ImportError:
         return False
-    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+    return HAS_CUDA or os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def triton_device() -> str:
     """Where Triton kernels run in this session: the GPU, or CPU tensors when interpreted."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if HAS_CUDA else "cpu"
+
+
+requires_triton = pytest.mark.skipif(not triton_usable(), reason="triton is not installed")
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+requires_two_gpus = pytest.mark.skipif(
+    not HAS_CUDA or torch.cuda.device_count() < 2, reason="needs two CUDA GPUs"
+)
+
+# (device, backend) pairs that this session can run: the compiled kernels on
+# every device, Triton on the GPU (or on CPU tensors when interpreted).
+BACKEND_DEVICES = [pytest.param("cpu", "native", id="cpu-native")]
+if HAS_CUDA:
+    BACKEND_DEVICES.append(pytest.param("cuda", "native", id="cuda-native"))
+BACKEND_DEVICES.append(
+    pytest.param(triton_device(), "triton", id=f"{triton_device()}-triton", marks=requires_triton)
+)
+
+
+def _runs_on_cuda(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        for value in callspec.params.values():
+            if value == "cuda" or (isinstance(value, torch.device) and value.type == "cuda"):
+                return True
+    return item.get_closest_marker("cuda") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _runs_on_cuda(item):
+            item.add_marker(pytest.mark.cuda)
+
+
+@contextlib.contextmanager
+def no_sync(device):
+    """Raises on any host synchronisation inside the block when `device` is CUDA."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    torch.cuda.synchronize()
+    before = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(before)
 
 
 @pytest.fixture
@@ -44,6 +97,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-requires_triton = pytest.mark.skipif(not triton_usable(), reason="triton is not installed")
