@@ -1,8 +1,11 @@
 """Build of pada_ext._C against the torch that is installed.
 
-Environment: FORCE_CUDA=1 builds the CUDA kernels even when torch.version.cuda
-is unset; FORCE_ONLY_CPU=1 never builds them; TORCH_CUDA_ARCH_LIST and MAX_JOBS
-are read by torch.utils.cpp_extension as usual.
+The CUDA kernels are built when torch has CUDA (FORCE_ONLY_CPU=1 skips them;
+FORCE_CUDA=1 insists, failing at once if torch has no CUDA). CUDA_HOME, if set,
+must be a real toolkit; otherwise the one nvcc reports is used. Without
+TORCH_CUDA_ARCH_LIST and with no GPU visible, the archs of
+build_config.default_arch_list are built (printed). MAX_JOBS is read by
+torch.utils.cpp_extension as usual. Compile flags: build_config.py.
 """
 
 import glob
@@ -41,12 +44,52 @@ def _import_torch():
 
 
 torch = _import_torch()
-from torch.utils.cpp_extension import BuildExtension, CppExtension  # noqa: E402
-
 ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)  # pip runs setup.py without its folder on sys.path
+import build_config  # noqa: E402
+
 FORCE_CUDA = os.getenv("FORCE_CUDA", "0") == "1"
 FORCE_ONLY_CPU = os.getenv("FORCE_ONLY_CPU", "0") == "1"
 WITH_CUDA = not FORCE_ONLY_CPU and (torch.version.cuda is not None or FORCE_CUDA)
+
+
+def _configure_cuda():
+    """Picks the toolkit and the arch list before torch.utils.cpp_extension is imported.
+
+    torch fixes CUDA_HOME when cpp_extension is imported, guessing it from
+    nvcc's path (wrong for a wrapper script: the link then fails minutes
+    later), and derives the arch list from the visible GPUs (a build host
+    without one crashes with an IndexError). Both are decided here, loudly.
+    """
+    if torch.version.cuda is None:
+        sys.exit(
+            "FORCE_CUDA=1 needs a CUDA build of torch; this torch "
+            f"({torch.__version__}) has none. Use FORCE_ONLY_CPU=1 for a CPU build."
+        )
+    try:
+        cuda_home = build_config.find_cuda_home()
+    except RuntimeError as e:
+        sys.exit(f"pada_ext: {e}")
+    os.environ["CUDA_HOME"] = cuda_home
+    print(f"pada_ext: CUDA toolkit {cuda_home}")
+    if os.getenv("TORCH_CUDA_ARCH_LIST"):
+        print(f"pada_ext: TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']} (given)")
+        return
+    try:
+        archs = build_config.default_arch_list(torch, cuda_home)
+    except RuntimeError as e:
+        sys.exit(f"pada_ext: {e}")
+    if archs is None:
+        print("pada_ext: building for the visible GPUs (set TORCH_CUDA_ARCH_LIST to choose)")
+    else:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+        print(f"pada_ext: no GPU visible, TORCH_CUDA_ARCH_LIST={archs} (default)")
+
+
+if WITH_CUDA:
+    _configure_cuda()
+
+from torch.utils.cpp_extension import BuildExtension, CppExtension  # noqa: E402
 
 
 def _sources(pattern):
@@ -55,33 +98,19 @@ def _sources(pattern):
 
 def _extension():
     sources = _sources("csrc/*.cpp") + _sources("csrc/autograd/*.cpp") + _sources("csrc/cpu/*.cpp")
-    # No FMA contraction: host and device must round the alias math identically.
-    cxx = ["-O3", "-ffp-contract=off"] + (["-fopenmp"] if sys.platform != "darwin" else [])
-    link = ["-fopenmp"] if sys.platform != "darwin" else []
+    cxx = build_config.CXX_FLAGS
+    link = build_config.LINK_FLAGS
     if not WITH_CUDA:
         return CppExtension(
             "pada_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link
         )
-    from torch.utils.cpp_extension import CUDA_HOME, CUDAExtension
+    from torch.utils.cpp_extension import CUDAExtension
 
-    if CUDA_HOME is None:
-        sys.exit(
-            "FORCE_CUDA=1 needs a CUDA build of torch and a CUDA toolkit (CUDA_HOME); "
-            f"this torch ({torch.__version__}) has none. Use FORCE_ONLY_CPU=1 for a CPU build."
-        )
-    nvcc = [
-        "-O3",
-        "--expt-relaxed-constexpr",
-        "-D__CUDA_NO_HALF_OPERATORS__",
-        "-D__CUDA_NO_HALF_CONVERSIONS__",
-        "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
-        "-D__CUDA_NO_HALF2_OPERATORS__",
-    ]
     return CUDAExtension(
         "pada_ext._C",
         sources + _sources("csrc/cuda/*.cu"),
-        define_macros=[("WITH_CUDA", None)],
-        extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        define_macros=[(d, None) for d in build_config.DEFINES_CUDA],
+        extra_compile_args={"cxx": cxx, "nvcc": build_config.NVCC_FLAGS},
         extra_link_args=link,
     )
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import requires_triton, triton_device
 
+import pada_ext
 from pada_ext import ops
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {"rtol": 2e-5, "atol": 1e-6}
 
@@ -276,7 +276,9 @@ def test_triton_aot_compiles_for_sm90():
         "    assert k.asm['cubin'], s['name']\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
+    # The pada_ext under test: the installed package or the in-place build.
+    here = os.path.dirname(os.path.dirname(os.path.abspath(pada_ext.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compile-only check of the CUDA kernels: every csrc/cuda/*.cu (or the files
 # given as arguments) through nvcc for sm_80 and sm_90, against the installed
-# torch's headers. Nothing is linked, so a CPU torch and no GPU suffice.
+# torch's headers, with setup.py's flags. Nothing is linked, so a CPU torch
+# and no GPU suffice: a quick check while editing. CI builds and links the real
+# CUDA extension instead (tools/build_cuda_ext.sh).
 # Files go one at a time: each takes ~1.4 GB and a core for ~30 s.
 #
 # Environment: PYTHON (the interpreter with torch), NVCC, CUDA_ARCHS ("80 90").
@@ -56,15 +58,11 @@ for arch in ${CUDA_ARCHS:-80 90}; do
   gencode+=(-gencode "arch=compute_${arch},code=sm_${arch}")
 done
 
-# Those of setup.py's CUDAExtension build that matter to compiling; the CPU
-# wheel lacks c10/cuda/impl/cuda_cmake_macros.h, hence NO_CMAKE_CONFIGURE_FILE.
-flags=(
-  -c -O3 -std=c++20 -Xcompiler -fPIC
-  --expt-relaxed-constexpr --expt-extended-lambda
-  -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__
-  -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__
-  -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -DWITH_CUDA
-)
+# setup.py's nvcc flags (build_config.py), plus what compiling alone needs:
+# -c, -fPIC, and NO_CMAKE_CONFIGURE_FILE since the CPU wheel lacks
+# c10/cuda/impl/cuda_cmake_macros.h.
+read -r -a config_flags < <("$PY" build_config.py nvcc)
+flags=(-c -Xcompiler -fPIC -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE "${config_flags[@]}")
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
