@@ -40,9 +40,10 @@ def resolve_device(name):
                 f"--device {name}: CUDA is not available (torch {torch.__version__}, "
                 f"built with CUDA {torch.version.cuda}); run with --device cpu"
             )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            sys.exit(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        torch.cuda.set_device(device)  # events, synchronize and default tensors go there
+        if device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                sys.exit(f"--device {name}: {torch.cuda.device_count()} CUDA device(s) visible")
+            torch.cuda.set_device(device.index)  # events and synchronize() follow it
         device = torch.device("cuda", torch.cuda.current_device())
     elif device.type != "cpu":
         sys.exit(f"--device {name}: the benchmarks run on cpu or cuda")
