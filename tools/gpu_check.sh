@@ -84,8 +84,9 @@ step() {
   printf -- '-- %-26s (limit %3ds) ' "$name" "$limit"
   local t0 t1 rc status
   t0=$(date +%s.%N)
-  # SIGINT first: pytest then still reports (and writes its XML for) the tests it ran.
-  timeout -s INT --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  # STEP_SIGNAL=INT for pytest: it then still reports (and writes its XML for) the
+  # tests it ran; KILL 10 s later if the signal did nothing (e.g. SIGINT ignored).
+  timeout -s "${STEP_SIGNAL:-TERM}" --kill-after=10 "$limit" "$@" >"$log" 2>&1
   rc=$?
   t1=$(date +%s.%N)
   local secs
@@ -171,9 +172,10 @@ PYTEST=("$PY" -m pytest -q -m cuda tests -p no:cacheprovider -rfE --durations=15
 if [[ $DRY == 1 ]]; then
   # No GPU: collect them only (exit 5, "none collected", is fine here).
   # shellcheck disable=SC2016 # $@ and $rc are the inner shell's
-  step tests 120 bash -c '"$@"; rc=$?; ((rc == 5)) && rc=0; exit $rc' _ "${PYTEST[@]}" --collect-only
+  STEP_SIGNAL=INT step tests 120 bash -c '"$@"; rc=$?; ((rc == 5)) && rc=0; exit $rc' _ \
+    "${PYTEST[@]}" --collect-only
 else
-  step tests 165 "${PYTEST[@]}"
+  STEP_SIGNAL=INT step tests 165 "${PYTEST[@]}"
 fi
 
 # 5. Every benchmark on the device, at sizes that fit the budget (each prints its table).
