@@ -8,27 +8,36 @@ nor_conv_1x1 edges: 180 tensors, ~0.81M elements, grouped by op (5 groups).
 
 Usage (from the repository root, after build_ext --inplace or an install):
     PYTHONPATH=. python benchmarks/bench_grouped_grad_norm.py [--device cuda] [--threads 2]
-Writes a table to stdout and JSON to benchmarks/results/<name>.json.
+        [--dtype bfloat16] [--width 4] [--quick]
+Writes a table to stdout and JSON to benchmarks/results/<name>.json. On CUDA
+the Triton kernel is timed too; --width multiplies the channels (a wider
+supernet: 16x the elements at --width 4) where the default is launch-bound.
 """
 
 import argparse
-import time
 
 import torch
-from common import machine_info, sync, write_json
+from common import (
+    add_device_args,
+    interleaved_best,
+    is_cuda,
+    machine_info,
+    resolve_device,
+    write_json,
+)
 
 import pada_ext  # noqa: F401
-from pada_ext import ops
+from pada_ext import _dispatch, ops
 
 NUM_OPS = 5  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
 KERNEL = {2: 1, 3: 3}
 
 
-def nb201_path_grads(path, device, dtype, seed=0):
+def nb201_path_grads(path, device, dtype, seed=0, width=1):
     """Gradient-like tensors of the conv edges of `path`, and each one's op."""
     gen = torch.Generator().manual_seed(seed)
     grads, ops_of = [], []
-    for c in (16, 32, 64):
+    for c in (16 * width, 32 * width, 64 * width):
         for _cell in range(5):
             for op in path:
                 if op not in KERNEL:
@@ -41,44 +50,27 @@ def nb201_path_grads(path, device, dtype, seed=0):
     return grads, ops_of
 
 
-def bench_all(cases, device, repeats, inner):
-    """Min over `repeats` of the mean time of `inner` back-to-back calls, in us.
-
-    Round robin over the cases, so that load from other processes on a shared
-    machine hits them all alike; each timing follows a few untimed calls of the
-    same case, so that none pays for the state (idle threads, caches) that the
-    previous case left.
-    """
-    best = {name: float("inf") for name, _ in cases}
-    for _ in range(repeats):
-        for name, fn in cases:
-            for _ in range(3):
-                fn()
-            sync(device)
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            sync(device)
-            best[name] = min(best[name], (time.perf_counter() - t0) / inner * 1e6)
-    return best
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--path", default="3,3,3,2,2,2", help="op of each of the 6 edges")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--inner", type=int, default=20)
+    parser.add_argument("--width", type=int, default=1, help="channel multiplier (1: NB201)")
+    parser.add_argument("--repeats", type=int, help="default 30 (--quick: 2)")
+    parser.add_argument("--inner", type=int, help="default 20 (--quick: 2)")
     parser.add_argument("--name", default=None, help="JSON file name (default: from options)")
+    add_device_args(parser)
     args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 30
+    if args.inner is None:
+        args.inner = 2 if args.quick else 20
 
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
     path = [int(x) for x in args.path.split(",")]
-    grads, ops_of = nb201_path_grads(path, device, dtype)
+    grads, ops_of = nb201_path_grads(path, device, dtype, width=args.width)
     numel = sum(g.numel() for g in grads)
     gi = torch.tensor(ops_of, dtype=torch.int64)
     gi_dev = gi.to(device)
@@ -124,8 +116,17 @@ def main():
         ),
         ("floor: torch.dot(flat, flat), float32", lambda: torch.dot(flat32, flat32)),
     ]
+    if is_cuda(device) and _dispatch.triton_available():
+        cases.insert(
+            3,
+            (
+                "ops.grouped_grad_norm, triton",
+                lambda: ops.grouped_grad_norm(grads, gi, NUM_OPS, backend="triton"),
+            ),
+        )
 
-    results = bench_all(cases, device, args.repeats, args.inner)
+    ms = interleaved_best(cases, device, args.repeats, args.inner)
+    results = {name: t * 1e3 for name, t in ms.items()}  # us
     floor = results[cases[-1][0]]
     ours = results["ops.grouped_grad_norm"]
 
@@ -138,6 +139,8 @@ def main():
         print(f"{name:42s} {us:10.1f} {us / ours:8.2f} {us / floor:9.2f}")
 
     name = args.name or f"grouped_grad_norm_{device.type}_{args.dtype}_{args.threads}t"
+    if args.width != 1 and args.name is None:
+        name += f"_w{args.width}"
     record = {
         "benchmark": "grouped_grad_norm",
         "machine": machine_info(device),
@@ -145,6 +148,8 @@ def main():
         "num_tensors": len(grads),
         "numel": numel,
         "path": path,
+        "width": args.width,
+        "quick": args.quick,
         "repeats": args.repeats,
         "inner": args.inner,
         "us_per_call": results,

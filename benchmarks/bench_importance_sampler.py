@@ -8,7 +8,8 @@ gets it (a list of ints). The per-batch side is reported too: theirs copies
 each batch's norms to the host (.cpu().numpy()) and extends Python lists;
 ours calls update() (no host sync) once per batch.
 
-    python benchmarks/bench_importance_sampler.py [--sizes 50000 1281167]
+    python benchmarks/bench_importance_sampler.py [--sizes 50000 1281167] [--device cuda]
+        [--quick]
 """
 
 import argparse
@@ -16,7 +17,15 @@ import sys
 
 import numpy as np
 import torch
-from common import best_time, machine_info, print_table, write_json
+from common import (
+    add_device_args,
+    best_time,
+    machine_info,
+    print_table,
+    resolve_device,
+    result_name,
+    write_json,
+)
 
 from pada_ext import ImportanceSampler
 
@@ -93,11 +102,16 @@ def measure(n, device, repeats):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", type=int, default=[50_000, 1_281_167])
+    ap.add_argument("--sizes", nargs="+", type=int, help="default 50000 1281167 (--quick: 2000)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, help="default 5 (--quick: 2)")
+    add_device_args(ap)
     args = ap.parse_args(argv)
+    args.device = resolve_device(args.device)
+    if args.sizes is None:
+        args.sizes = [2000] if args.quick else [50_000, 1_281_167]
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 5
     torch.set_num_threads(args.threads)
     print(
         f"ImportanceSampler epoch bookkeeping, batch {BATCH}, {args.device}, "
@@ -133,8 +147,13 @@ def main(argv=None):
         rows,
     )
     path = write_json(
-        "importance_sampler",
-        {"machine": machine_info(args.device), "batch": BATCH, "results": results},
+        result_name("importance_sampler", args.device),
+        {
+            "machine": machine_info(args.device),
+            "quick": args.quick,
+            "batch": BATCH,
+            "results": results,
+        },
     )
     print(f"wrote {path}")
     return 0

@@ -23,8 +23,10 @@ An epoch's time includes its epoch-end work; per-step time = epoch time / steps.
 
 Usage (from the repository root, after build_ext --inplace):
     PYTHONPATH=python:. python benchmarks/bench_overhead.py [--shape small|nb201|authors]
-        [--threads 1] [--repeats 10] [--device cuda]
+        [--threads 1] [--repeats 10] [--steps S] [--device cuda] [--quick]
 Prints a table and writes benchmarks/results/overhead_<shape>_<device>_t<threads>.json.
+On a GPU, `--shape authors --device cuda` is the authors' run (batch 256,
+CIFAR-10-shaped data); --steps shortens its 195-step epochs.
 """
 
 import argparse
@@ -42,7 +44,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The repository's own build first (an installed pada_ext elsewhere must not shadow it).
 sys.path[:0] = [HERE, os.path.join(HERE, ".."), os.path.join(HERE, "..", "python")]
 
-from common import machine_info, print_table, sync, write_json  # noqa: E402
+from common import (  # noqa: E402
+    add_device_args,
+    machine_info,
+    print_table,
+    resolve_device,
+    sync,
+    time_once,
+    write_json,
+)
 from pada_nas.nb201 import CONV_OPS, NUM_EDGES, Supernet  # noqa: E402
 
 import pada_ext  # noqa: E402
@@ -213,19 +223,17 @@ class PadaUnfused(Variant):
         self.op_scores = np.zeros(NUM_OPS)
 
 
-def min_us(fn, setup=None, repeats=200):
+def min_us(fn, device, setup=None, repeats=200):
     """Minimum over `repeats` single calls of fn(), in microseconds (setup untimed)."""
     best = float("inf")
     for _ in range(repeats):
         if setup is not None:
             setup()
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e6
+        best = min(best, time_once(fn, device))
+    return best * 1e3
 
 
-def bookkeeping(cls, base, x, y, batch, steps, seed, device):
+def bookkeeping(cls, base, x, y, batch, steps, seed, device, repeats=200):
     """The sampling work of a variant alone, per step (us), on real gradients.
 
     Each part is the minimum of many calls, so it is robust to a noisy machine
@@ -247,10 +255,11 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device):
         sync(device)
 
     parts = {
-        "draw": min_us(v.draw),
-        "loss": min_us(loss_part),
-        "after_step": min_us(lambda: (v.after_step(path), sync(device))),
+        "draw": min_us(v.draw, device, repeats=repeats),
+        "loss": min_us(loss_part, device, repeats=repeats),
+        "after_step": min_us(lambda: (v.after_step(path), sync(device)), device, repeats=repeats),
     }
+    few = max(1, repeats // 10)
     if isinstance(v, PadaUnfused):
         # refill one epoch's (index, score) pairs before each timed epoch end
         def refill():
@@ -258,7 +267,7 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device):
             for s in range(steps):
                 v.loss(z0, yb, v.order[s * batch : (s + 1) * batch][: len(yb)])
 
-        parts["epoch_end"] = min_us(v.epoch_end, refill, repeats=20) / steps
+        parts["epoch_end"] = min_us(v.epoch_end, device, refill, repeats=few) / steps
     else:
 
         def epoch_end():
@@ -266,7 +275,7 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device):
             v.epoch_end()
             sync(device)
 
-        parts["epoch_end"] = min_us(epoch_end, repeats=20) / steps
+        parts["epoch_end"] = min_us(epoch_end, device, repeats=few) / steps
     parts["total"] = sum(parts.values())
     return parts
 
@@ -277,13 +286,17 @@ VARIANTS = {"spos": Spos, "pada_fused": PadaFused, "pada_unfused": PadaUnfused}
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="small")
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=10, help="timed epochs per variant")
-    ap.add_argument("--steps", type=int, help="steps per epoch (default: a full epoch)")
+    ap.add_argument("--repeats", type=int, help="timed epochs per variant (default 10, quick 1)")
+    ap.add_argument("--steps", type=int, help="steps per epoch (default: a full epoch; quick 2)")
+    add_device_args(ap)
     args = ap.parse_args()
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 10
+    if args.steps is None and args.quick:
+        args.steps = 2
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     shape = SHAPES[args.shape]
     x, y, classes = load_data(shape["data"])
     x, y = x.to(device), y.to(device)
@@ -339,7 +352,7 @@ def main():
         ["variant", "ms/step min", "ms/step median", "vs SPOS (min)", "vs SPOS (median)"], rows
     )
     parts = {
-        name: bookkeeping(cls, base, x, y, batch, steps, i, device)
+        name: bookkeeping(cls, base, x, y, batch, steps, i, device, 10 if args.quick else 200)
         for i, (name, cls) in enumerate(VARIANTS.items())
     }
     print("\nSampling work alone, us per step (min of many calls; epoch end amortised):")
@@ -373,6 +386,7 @@ def main():
             "steps_per_epoch": steps,
             "n": len(y),
             "repeats": args.repeats,
+            "quick": args.quick,
             "machine": machine_info(device),
             "results": results,
         },

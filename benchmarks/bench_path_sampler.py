@@ -11,6 +11,7 @@ backward pass on a path of three nor_conv_3x3 and three nor_conv_1x1 edges:
 * floor: torch.dot(flat, flat) over one buffer with as many elements.
 
     PYTHONPATH=python python benchmarks/bench_path_sampler.py [--threads 2] [--device cpu]
+        [--quick]
 """
 
 import argparse
@@ -18,7 +19,15 @@ import os
 import sys
 
 import torch
-from common import best_time, machine_info, print_table, write_json
+from common import (
+    add_device_args,
+    best_time,
+    machine_info,
+    print_table,
+    resolve_device,
+    result_name,
+    write_json,
+)
 
 sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
@@ -53,12 +62,16 @@ def foreach_record(grads, op_of_grad, uses, scores):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--inner", type=int, default=20, help="calls per timed repeat")
+    ap.add_argument("--repeats", type=int, help="default 30 (--quick: 2)")
+    ap.add_argument("--inner", type=int, help="calls per timed repeat (default 20, --quick: 2)")
+    add_device_args(ap)
     args = ap.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 30
+    if args.inner is None:
+        args.inner = 2 if args.quick else 20
     torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
+    dev = args.device = resolve_device(args.device)
     torch.manual_seed(0)
     model = Supernet(channels=16, cells=5).to(dev)
     x = torch.randn(8, 3, 32, 32, device=dev)
@@ -115,8 +128,14 @@ def main(argv=None):
         f"{ours / floor:.1f}x the floor"
     )
     path = write_json(
-        "path_sampler",
-        {"machine": machine_info(args.device), "tensors": len(grads), "elements": numel, "us": us},
+        result_name("path_sampler", dev),
+        {
+            "machine": machine_info(dev),
+            "quick": args.quick,
+            "tensors": len(grads),
+            "elements": numel,
+            "us": us,
+        },
     )
     print(f"wrote {path}")
     return 0

@@ -1,43 +1,159 @@
 """Timing helpers shared by the benchmarks: min of repeats, device-aware, and
-a table printer. Benchmarks compare ratios within one run: the machine is shared."""
+a table printer. Benchmarks compare ratios within one run: the machine is shared.
+
+On CUDA a repeat is timed with CUDA events around the call, after a
+synchronize, so it covers the host work that launches the kernels as well as
+the kernels themselves; warm-up calls (Triton JIT, cuBLAS handles, the caching
+allocator) run before any timed region.
+"""
 
 import json
 import os
 import platform
+import sys
 import time
 
 import torch
 
+# Where write_json puts results: $PADA_BENCH_RESULTS (tools/gpu_check.sh sets
+# it), else benchmarks/results/.
+RESULTS_ENV = "PADA_BENCH_RESULTS"
+
+
+def add_device_args(parser):
+    """--device (default cpu) and --quick (tiny sizes: a smoke test of the code path)."""
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:K")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and few repeats: checks, not figures"
+    )
+
+
+def resolve_device(name):
+    """`name` as a torch.device; exits with a clear message if it cannot be used."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        sys.exit(f"--device {name!r}: {e}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit(
+                f"--device {name}: CUDA is not available (torch {torch.__version__}, "
+                f"built with CUDA {torch.version.cuda}); run with --device cpu"
+            )
+        if device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                sys.exit(f"--device {name}: {torch.cuda.device_count()} CUDA device(s) visible")
+            torch.cuda.set_device(device.index)  # events and synchronize() follow it
+        device = torch.device("cuda", torch.cuda.current_device())
+    elif device.type != "cpu":
+        sys.exit(f"--device {name}: the benchmarks run on cpu or cuda")
+    return device
+
+
+def is_cuda(device):
+    return torch.device(device).type == "cuda"
+
 
 def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
 
 
 def best_time(fn, repeats, device="cpu", warmup=1):
-    """Minimum wall time of `fn()` over `repeats` runs, in milliseconds."""
-    for _ in range(warmup):
+    """Minimum time of `fn()` over `repeats` runs, in milliseconds.
+
+    CPU: wall time. CUDA: CUDA events recorded around each call on an idle
+    stream (at least 2 warm-up calls, so that JIT compilation is never timed).
+    """
+    for _ in range(max(warmup, 2) if is_cuda(device) else warmup):
         fn()
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
+    return min(time_once(fn, device) for _ in range(repeats))
+
+
+def time_once(fn, device):
+    """Time of one call of `fn()` in milliseconds, starting from an idle device."""
+    if not is_cuda(device):
         t0 = time.perf_counter()
         fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3
+        return (time.perf_counter() - t0) * 1e3
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def interleaved_best(cases, device, repeats, inner, warmup=3):
+    """Per case, the min over `repeats` of the mean time of `inner` back-to-back calls, in ms.
+
+    `cases` is a list of (name, fn). Round robin over the cases, so that load
+    from other processes on a shared machine hits them all alike; each timing
+    follows `warmup` untimed calls of the same case, so that none pays for the
+    state (idle threads, caches) that the previous case left.
+    """
+    best = {name: float("inf") for name, _ in cases}
+    for _ in range(repeats):
+        for name, fn in cases:
+            for _ in range(warmup):
+                fn()
+            best[name] = min(best[name], time_once(lambda f=fn: _calls(f, inner), device) / inner)
+    return best
+
+
+def _calls(fn, n):
+    for _ in range(n):
+        fn()
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception:  # not installed, or fails to import: recorded as absent
+        return None
 
 
 def machine_info(device):
+    device = torch.device(device)
     info = {
         "torch": torch.__version__,
+        "triton": _version("triton"),
+        "numpy": _version("numpy"),
+        "pada_ext": _version("pada_ext"),
+        "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
         "device": str(device),
     }
-    if torch.device(device).type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(
+            gpu=props.name,
+            gpu_capability=f"{props.major}.{props.minor}",
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            gpu_count=torch.cuda.device_count(),
+            cuda=torch.version.cuda,
+            pada_cuda_kernels=_has_cuda_kernels(),
+        )
     return info
+
+
+def _has_cuda_kernels():
+    """Whether this build of pada_ext has compiled CUDA kernels (else Triton serves CUDA)."""
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(
+            "pada::sample_with_replacement", "CUDA"
+        )
+    except Exception:
+        return None
+
+
+def result_name(base, device):
+    """JSON file name: `base` on CPU (as before), `base_cuda` on a GPU."""
+    return base if torch.device(device).type == "cpu" else f"{base}_{torch.device(device).type}"
 
 
 def print_table(headers, rows):
@@ -50,7 +166,9 @@ def print_table(headers, rows):
 
 
 def write_json(name, payload):
-    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    out_dir = os.environ.get(RESULTS_ENV) or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results"
+    )
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")
     with open(path, "w") as f:
