@@ -459,6 +459,23 @@ def test_no_host_sync(device, backend):
 
 @requires_cuda
 @pytest.mark.parametrize("device,backend", GPU_BACKENDS)
+def test_mixed_devices_rejected(device, backend):
+    logits, target = make_case(4, 5, torch.float32, device=device)
+    with pytest.raises(ValueError, match="target is on cpu"):
+        xent(logits, target.cpu(), backend=backend)
+    if backend == "triton":
+        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
+
+        fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd
+        with pytest.raises(ValueError, match="tensor 1 is on cpu"):
+            fwd(logits, target.cpu(), 1, -100, 0.0)
+    else:
+        with pytest.raises(RuntimeError, match="target is on cpu"):
+            torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target.cpu(), 1, -100, 0.0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("device,backend", GPU_BACKENDS)
 def test_non_default_stream(device, backend):
     """Kernels run on the current stream: the logits written there after a
     long sleep are read only once ready (on another stream they would not be)."""
