@@ -18,8 +18,18 @@ def triton_interpreted() -> bool:
 
 
 @functools.cache
-def has_native_kernel(op: str, dispatch_key: str) -> bool:
+def _has_native_kernel(op: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", dispatch_key)
+
+
+# Dynamo cannot trace the dispatcher query (a graph break under fullgraph=True,
+# e.g. any CUDA call with backend=None): it is a constant of the build.
+_constant = getattr(getattr(torch, "compiler", None), "assume_constant_result", lambda f: f)
+
+
+@_constant
+def has_native_kernel(op: str, dispatch_key: str) -> bool:
+    return _has_native_kernel(op, dispatch_key)
 
 
 def resolve_backend(op: str, backend, device: torch.device) -> str:

@@ -1,10 +1,19 @@
 """cross_entropy_with_grad_norm against torch's cross-entropy (loss and gradient)
-and the float64 reference (gradient norm), on every backend available here."""
+and the float64 reference (gradient norm), on every (device, backend) available
+here: the compiled CPU and CUDA kernels, and Triton (on the GPU, or on CPU
+tensors in the interpreter, where grids are kept to a few dozen rows)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import requires_triton, triton_device
+from conftest import (
+    BACKEND_DEVICES,
+    no_sync,
+    requires_cuda,
+    requires_triton,
+    requires_two_gpus,
+    triton_device,
+)
 
 from pada_ext.ops import cross_entropy_with_grad_norm as xent
 from pada_ext.reference.cross_entropy_with_grad_norm import grad_norm as ref_norm
@@ -26,12 +35,35 @@ TOL_SAME_DTYPE = {
 NORM_TOL = dict(rtol=1e-4, atol=1e-6)
 
 
-def make_case(n, c, dtype, ignore_index=-100, n_ignored=0, seed=0, scale=3.0):
+def make_case(n, c, dtype, ignore_index=-100, n_ignored=0, seed=0, scale=3.0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(n, c, generator=g) * scale).to(dtype)
     target = torch.randint(0, c, (n,), generator=g)
     target[:n_ignored] = ignore_index
-    return logits, target
+    return logits.to(device), target.to(device)
+
+
+def interpreted(device, backend):
+    """Triton on CPU tensors: ~4 ms a program, so only small grids."""
+    return backend == "triton" and torch.device(device).type == "cpu"
+
+
+def backend_cases(cases, interpretable=lambda *case: True):
+    """(device, backend, *case) params for every entry of BACKEND_DEVICES; under
+    the Triton interpreter only the cases that `interpretable` accepts."""
+    params = []
+    for p in BACKEND_DEVICES:
+        device, backend = p.values
+        for case in cases:
+            case = case if isinstance(case, tuple) else (case,)
+            if interpreted(device, backend) and not interpretable(*case):
+                continue
+            ids = "-".join([p.id, *map(str, case)])
+            params.append(pytest.param(device, backend, *case, marks=p.marks, id=ids))
+    return params
+
+
+BACKENDS = backend_cases([()])  # (device, backend) alone
 
 
 def check(logits, target, reduction="mean", ignore_index=-100, eps=0.0, backend=None):
@@ -56,6 +88,7 @@ def check(logits, target, reduction="mean", ignore_index=-100, eps=0.0, backend=
     want_same = torch.where(overflow, loss.detach(), want_same)
     torch.testing.assert_close(loss, want_same, equal_nan=True, **TOL_SAME_DTYPE[dtype])
     w = torch.randn(want.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    w = w.to(logits.device)
     (loss.double() * w).sum().backward()
     (want * w).sum().backward()
     (want_same.float() * w).sum().backward()
@@ -66,86 +99,6 @@ def check(logits, target, reduction="mean", ignore_index=-100, eps=0.0, backend=
         norm, ref_norm(logits, target, ignore_index, eps), equal_nan=True, **NORM_TOL
     )
     return loss, norm
-
-
-# The CPU kernels switch layouts by C: rows of <= 16 (backward) or <= 128
-# (forward) classes run 16 rows at a time, one per vector lane (N = 37 leaves
-# a partial group); longer rows run in vectors of 16 with an overlapping last
-# one (17, 129, 1000), in chunks of 2048 (2049: a last chunk of one element;
-# 4097, 2048 + 16).
-CLASSES = [1, 2, 3, 10, 16, 17, 100, 128, 129, 1000, 2049, 2064, 4097]
-
-
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c", CLASSES)
-@pytest.mark.parametrize("n", [0, 1, 37])
-def test_matches_torch(n, c, dtype, reduction):
-    logits, target = make_case(n, c, dtype, n_ignored=min(n, 2) if n > 1 else 0)
-    check(logits, target, reduction)
-
-
-@pytest.mark.parametrize("c", CLASSES)
-def test_target_at_every_position(c):
-    """The target is left out of the sums wherever it falls: first, last, in a tail."""
-    n = min(c, 40)
-    logits, _ = make_case(n, c, torch.float32, scale=6.0)
-    target = torch.linspace(0, c - 1, n).round().long()
-    target[-1] = c - 1
-    check(logits, target, "none", eps=0.05)
-    check(logits, target, "mean")
-
-
-@pytest.mark.parametrize("eps", [0.1, 1.0])
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("c", [3, 17, 130, 4097])
-def test_label_smoothing_with_ignored_rows(c, dtype, reduction, eps):
-    logits, target = make_case(7, c, dtype, n_ignored=3)
-    check(logits, target, reduction, eps=eps)
-
-
-@pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_ignore_index_in_range(reduction):
-    logits, target = make_case(64, 10, torch.float32)
-    check(logits, target, reduction, ignore_index=3, eps=0.2)
-
-
-@pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_all_rows_ignored(eps):
-    logits, target = make_case(5, 7, torch.float32, n_ignored=5)
-    loss, norm = check(logits, target, "mean", eps=eps)
-    assert torch.isnan(loss)  # 0 / 0, as torch
-    assert torch.equal(norm, torch.zeros(5))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_huge_class_count(dtype):
-    logits, target = make_case(2, 262147, dtype)
-    target[1] = 262146  # the target sits in the last, partial chunk
-    check(logits, target, "mean", eps=0.1)
-    check(logits, target, "none")
-
-
-def _strided_copy(logits, layout):
-    n, c = logits.shape
-    if layout == "class_stride":
-        return logits.t().contiguous().t()
-    if layout == "row_stride":
-        return torch.cat([logits, logits], dim=1)[:, :c]
-    return torch.stack([logits, logits], dim=1).reshape(2 * n, c)[::2]  # every other row
-
-
-@pytest.mark.parametrize(
-    "c,dtype",
-    [(7, torch.float32), (33, torch.float16), (300, torch.float32), (2100, torch.bfloat16)],
-)
-@pytest.mark.parametrize("layout", ["class_stride", "row_stride", "every_other_row"])
-def test_non_contiguous_logits(layout, c, dtype):
-    logits, target = make_case(19, c, dtype, n_ignored=2)
-    strided = _strided_copy(logits, layout)
-    assert not strided.is_contiguous() and torch.equal(strided, logits)
-    check(strided, target, "mean", eps=0.05)
 
 
 @pytest.mark.parametrize("c", [10, 300])
@@ -166,46 +119,6 @@ def test_thread_count_invariant(c):
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(a, b)
-
-
-def test_int32_target():
-    logits, target = make_case(7, 5, torch.float32)
-    check(logits, target.int(), "sum")
-
-
-def test_confident_rows_keep_relative_accuracy():
-    # ||p - onehot||^2 = sum p^2 - 2 p_y + 1 would return noise here (and so
-    # does softmax - onehot in float64 beyond margin ~35); the kernels don't.
-    # Zeros but z_y = M: ||p - onehot|| = sqrt(C (C - 1)) / (e^M + C - 1).
-    # (Norms below ~1e-18 underflow in float32 squares: irrelevant as scores.)
-    c, margin = 1000, torch.tensor([5.0, 10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
-    target = torch.arange(5)
-    logits = torch.zeros(5, c)
-    logits[target, target] = margin.float()
-    _, norm = xent(logits, target)
-    want = (c * (c - 1)) ** 0.5 / (torch.exp(margin) + c - 1)
-    assert want[-1] < 1e-14
-    torch.testing.assert_close(norm, want.float(), rtol=1e-5, atol=0)
-
-
-@pytest.mark.parametrize("eps", [0.0, 0.1])
-@pytest.mark.parametrize("c", [9, 300, 2100])
-def test_non_finite_logits(c, eps):
-    """NaN/+inf rows: loss NaN like torch, norm NaN; -inf logits are masks and stay exact."""
-    logits, target = make_case(6, c, torch.float32)
-    target[:] = 4
-    logits[0, c - 1] = float("nan")  # the last element: a tail vector on long rows
-    logits[1, 5] = float("inf")
-    logits[2] = float("-inf")
-    logits[3, :4] = float("-inf")  # masked classes, target finite
-    logits[4, 4] = float("-inf")  # target masked: infinite loss, finite gradient
-    loss, norm = check(logits, target, "none", eps=eps)
-    assert torch.isnan(loss[:3]).all()
-    if eps == 0.0:
-        assert torch.isfinite(loss[3]) and torch.isinf(loss[4])
-    else:  # smoothing puts eps / C on the masked classes: log 0
-        assert torch.isinf(loss[3:5]).all()
-    assert torch.isnan(norm[:3]).all() and (norm[3:] > 0).all()
 
 
 def test_errors():
@@ -235,30 +148,6 @@ def test_errors():
         torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits[0], target, 1, -100, 0.0)
 
 
-def _opcheck_samples():
-    cases = [
-        (7, 5, torch.float32, 0.0, 1),
-        (3, 4097, torch.bfloat16, 0.1, 0),
-        (6, 3, torch.half, 0.2, 2),
-    ]
-    for n, c, dtype, eps, reduction in cases:
-        logits, target = make_case(n, c, dtype, n_ignored=1)
-        yield logits.requires_grad_(), target, eps, reduction
-
-
-@pytest.mark.parametrize("ns", ["pada", pytest.param("pada_triton", marks=requires_triton)])
-def test_opcheck(ns):
-    if ns == "pada_triton":
-        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
-    fwd = getattr(torch.ops, ns).cross_entropy_with_grad_norm_fwd
-    bwd = getattr(torch.ops, ns).cross_entropy_with_grad_norm_bwd
-    for logits, target, eps, reduction in _opcheck_samples():
-        torch.library.opcheck(fwd, (logits, target, reduction, -100, eps))
-        loss, _, lse = fwd(logits.detach(), target, reduction, -100, eps)
-        grad = torch.randn(loss.shape).to(logits.dtype)
-        torch.library.opcheck(bwd, (grad, logits.detach(), target, lse, reduction, -100, eps))
-
-
 def test_bwd_errors():
     logits, target = make_case(4, 5, torch.float32)
     _, _, lse = torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target, 0, -100, 0.0)
@@ -273,11 +162,189 @@ def test_bwd_errors():
         bwd(torch.ones(()), logits, target, lse.double(), 1, -100, 0.0)
 
 
-def test_backward_twice_and_unused_loss():
+def _strided_copy(logits, layout):
+    n, c = logits.shape
+    if layout == "class_stride":
+        return logits.t().contiguous().t()
+    if layout == "row_stride":
+        return torch.cat([logits, logits], dim=1)[:, :c]
+    if layout == "odd_offset":  # rows start at odd element offsets: no aligned vectors
+        wide = torch.zeros(n, c + 1, dtype=logits.dtype, device=logits.device)
+        wide[:, 1:] = logits
+        return wide[:, 1:]
+    return torch.stack([logits, logits], dim=1).reshape(2 * n, c)[::2]  # every other row
+
+
+# The CPU kernels switch layouts by C: rows of <= 16 (backward) or <= 128
+# (forward) classes run 16 rows at a time, one per vector lane (N = 37 leaves
+# a partial group); longer rows run in vectors of 16 with an overlapping last
+# one (17, 129, 1000), in chunks of 2048 (2049: a last chunk of one element;
+# 4097, 2048 + 16). The CUDA kernels give rows of <= 1024 classes one warp
+# (31, 32, 33: a partial, full and spilling warp; 1024, 1025: the switch to a
+# block per row). Triton reads chunks of up to 4096 classes.
+CLASSES = [1, 2, 3, 10, 16, 17, 31, 32, 33, 100, 128, 129, 1000, 1024, 1025, 2049, 2064, 4097]
+INTERPRETED_CLASSES = (1, 2, 17, 33, 1000, 4097)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 37])
+@pytest.mark.parametrize(
+    "device,backend,c", backend_cases(CLASSES, lambda c: c in INTERPRETED_CLASSES)
+)
+def test_matches_torch(device, backend, c, n, dtype, reduction):
+    logits, target = make_case(n, c, dtype, n_ignored=min(n, 2) if n > 1 else 0, device=device)
+    check(logits, target, reduction, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "device,backend,c", backend_cases(CLASSES, lambda c: c in INTERPRETED_CLASSES)
+)
+def test_target_at_every_position(device, backend, c):
+    """The target is left out of the sums wherever it falls: first, last, in a tail."""
+    n = min(c, 40)
+    logits, _ = make_case(n, c, torch.float32, scale=6.0, device=device)
+    target = torch.linspace(0, c - 1, n).round().long().to(device)
+    target[-1] = c - 1
+    check(logits, target, "none", eps=0.05, backend=backend)
+    check(logits, target, "mean", backend=backend)
+
+
+@pytest.mark.parametrize("eps", [0.1, 1.0])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device,backend,c", backend_cases([3, 17, 130, 1025, 4097]))
+def test_label_smoothing_with_ignored_rows(device, backend, c, dtype, reduction, eps):
+    logits, target = make_case(7, c, dtype, n_ignored=3, device=device)
+    check(logits, target, reduction, eps=eps, backend=backend)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_ignore_index_in_range(device, backend, reduction):
+    logits, target = make_case(64, 10, torch.float32, device=device)
+    check(logits, target, reduction, ignore_index=3, eps=0.2, backend=backend)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("device,backend,c", backend_cases([7, 2000]))
+def test_all_rows_ignored(device, backend, c, eps):
+    logits, target = make_case(5, c, torch.float32, n_ignored=5, device=device)
+    loss, norm = check(logits, target, "mean", eps=eps, backend=backend)
+    assert torch.isnan(loss)  # 0 / 0, as torch
+    assert torch.equal(norm, torch.zeros(5, device=device))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_huge_class_count(device, backend, dtype):
+    if dtype == torch.float16 and device == "cpu":
+        pytest.skip("torch's own CPU half cross-entropy is the weak side at 262k classes")
+    logits, target = make_case(2, 262147, dtype, device=device)
+    target[1] = 262146  # the target sits in the last, partial chunk
+    check(logits, target, "mean", eps=0.1, backend=backend)
+    check(logits, target, "none", backend=backend)
+    check(logits, target, "sum", ignore_index=int(target[0]), backend=backend)
+
+
+LAYOUTS = ["class_stride", "row_stride", "every_other_row", "odd_offset"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(
+    "device,backend,c,dtype",
+    backend_cases(
+        [(7, torch.float32), (33, torch.float16), (300, torch.float32), (2100, torch.bfloat16)]
+    ),
+)
+def test_non_contiguous_logits(device, backend, c, dtype, layout):
+    logits, target = make_case(19, c, dtype, n_ignored=2, device=device)
+    strided = _strided_copy(logits, layout)
+    assert not strided.is_contiguous() and torch.equal(strided, logits)
+    check(strided, target, "mean", eps=0.05, backend=backend)
+    check(strided, target, "none", backend=backend)
+
+
+def _check_confident(device, backend, c):
+    # ||p - onehot||^2 = sum p^2 - 2 p_y + 1 would return noise here (and so
+    # does softmax - onehot in float64 beyond margin ~35); the kernels don't.
+    # Zeros but z_y = M: ||p - onehot|| = sqrt(C (C - 1)) / (e^M + C - 1).
+    # (Norms below ~1e-18 underflow in float32 squares: irrelevant as scores.)
+    margin = torch.tensor([5.0, 10.0, 20.0, 30.0, 40.0], dtype=torch.float64)
+    target = torch.tensor([0, 1, c // 2, c - 2, c - 1])
+    logits = torch.zeros(5, c)
+    logits[torch.arange(5), target] = margin.float()
+    _, norm = xent(logits.to(device), target.to(device), backend=backend)
+    want = (c * (c - 1)) ** 0.5 / (torch.exp(margin) + c - 1)
+    assert want[-1] < 1e-13
+    torch.testing.assert_close(norm.cpu(), want.float(), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("device,backend,c", backend_cases([33, 1000, 5000]))
+def test_confident_rows_keep_relative_accuracy(device, backend, c):
+    _check_confident(device, backend, c)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("device,backend,c", backend_cases([9, 31, 300, 2100, 4097]))
+def test_non_finite_logits(device, backend, c, eps):
+    """NaN/+inf rows: loss NaN like torch, norm NaN; -inf logits are masks and stay exact."""
+    logits, target = make_case(7, c, torch.float32)
+    target[:] = 4
+    logits[0, c - 1] = float("nan")  # the last element: a tail vector on long rows
+    logits[1, 5] = float("inf")
+    logits[2] = float("-inf")
+    logits[3, :4] = float("-inf")  # masked classes, target finite
+    logits[4, 4] = float("-inf")  # target masked: infinite loss, finite gradient
+    logits[6, 4] = float("nan")  # NaN on the target itself
+    logits, target = logits.to(device), target.to(device)
+    loss, norm = check(logits, target, "none", eps=eps, backend=backend)
+    loss, norm = loss.cpu(), norm.cpu()
+    assert torch.isnan(loss[[0, 1, 2, 6]]).all()
+    if eps == 0.0:
+        assert torch.isfinite(loss[3]) and torch.isinf(loss[4])
+    else:  # smoothing puts eps / C on the masked classes: log 0
+        assert torch.isinf(loss[3:5]).all()
+    assert torch.isnan(norm[[0, 1, 2, 6]]).all() and (norm[3:6] > 0).all()
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_int32_target(device, backend):
+    logits, target = make_case(7, 5, torch.float32, device=device)
+    check(logits, target.int(), "sum", backend=backend)
+
+
+def _opcheck_samples(device):
+    cases = [
+        (7, 5, torch.float32, 0.0, 1),
+        (3, 4097, torch.bfloat16, 0.1, 0),
+        (6, 3, torch.half, 0.2, 2),
+        (9, 1100, torch.float32, 0.0, 0),
+    ]
+    for n, c, dtype, eps, reduction in cases:
+        logits, target = make_case(n, c, dtype, n_ignored=1, device=device)
+        yield logits.requires_grad_(), target, eps, reduction
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_opcheck(device, backend):
+    if backend == "triton":
+        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
+    ns = torch.ops.pada_triton if backend == "triton" else torch.ops.pada
+    fwd, bwd = ns.cross_entropy_with_grad_norm_fwd, ns.cross_entropy_with_grad_norm_bwd
+    for logits, target, eps, reduction in _opcheck_samples(device):
+        torch.library.opcheck(fwd, (logits, target, reduction, -100, eps))
+        loss, _, lse = fwd(logits.detach(), target, reduction, -100, eps)
+        grad = torch.randn(loss.shape).to(device, logits.dtype)
+        torch.library.opcheck(bwd, (grad, logits.detach(), target, lse, reduction, -100, eps))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_backward_twice_and_unused_loss(device, backend):
     """The saved state survives retain_graph; the norm carries no gradient."""
-    logits, target = make_case(5, 7, torch.float32)
+    logits, target = make_case(5, 7, torch.float32, device=device)
     x = logits.clone().requires_grad_()
-    loss, norm = xent(x, target, reduction="sum")
+    loss, norm = xent(x, target, reduction="sum", backend=backend)
     loss.backward(retain_graph=True)
     first = x.grad.clone()
     loss.backward()
@@ -286,18 +353,18 @@ def test_backward_twice_and_unused_loss():
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("c", [10, 300])
-def test_double_backward(c, reduction):
+@pytest.mark.parametrize("device,backend,c", backend_cases([10, 300, 2000]))
+def test_double_backward(device, backend, c, reduction):
     """create_graph=True gives a differentiable gradient, as torch's (a gradient penalty)."""
-    logits, target = make_case(9, c, torch.float32, n_ignored=2)
+    logits, target = make_case(9, c, torch.float32, n_ignored=2, device=device)
     grads = []
     for fn in (
-        lambda x: xent(x, target, reduction=reduction, label_smoothing=0.1)[0],
+        lambda x: xent(x, target, reduction=reduction, label_smoothing=0.1, backend=backend)[0],
         lambda x: F.cross_entropy(x, target, reduction=reduction, label_smoothing=0.1),
     ):
         x = logits.clone().requires_grad_()
         loss = fn(x)
-        w = torch.linspace(0.5, 1.5, loss.numel()).reshape(loss.shape)
+        w = torch.linspace(0.5, 1.5, loss.numel(), device=device).reshape(loss.shape)
         (g,) = torch.autograd.grad((loss * w).sum(), x, create_graph=True)
         (g.square().sum() + (loss * w).sum()).backward()
         grads.append((g.detach(), x.grad))
@@ -306,31 +373,48 @@ def test_double_backward(c, reduction):
     assert grads[0][1].abs().sum() > 0
 
 
-def test_inference_mode_and_no_grad():
-    logits, target = make_case(5, 7, torch.float32)
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_inference_mode_and_no_grad(device, backend):
+    logits, target = make_case(5, 7, torch.float32, device=device)
     x = logits.clone().requires_grad_()
-    want, want_norm = xent(logits, target)
+    want, want_norm = xent(logits, target, backend=backend)
     for ctx in (torch.no_grad, torch.inference_mode):
         with ctx():
-            loss, norm = xent(x, target)
+            loss, norm = xent(x, target, backend=backend)
         assert not loss.requires_grad
         torch.testing.assert_close(loss, want)
         torch.testing.assert_close(norm, want_norm)
 
 
-@pytest.mark.parametrize(
-    "reduction,compiler", [("mean", "aot_eager"), ("none", "aot_eager"), ("sum", "inductor")]
-)
-def test_torch_compile_fullgraph(reduction, compiler):
-    """Through the C++ autograd kernel and the fake kernels, forward and backward."""
+def _compile_cases():
+    cases = [
+        pytest.param("cpu", "native", "mean", "aot_eager", id="cpu-native-mean-aot_eager"),
+        pytest.param("cpu", "native", "none", "aot_eager", id="cpu-native-none-aot_eager"),
+        pytest.param("cpu", "native", "sum", "inductor", id="cpu-native-sum-inductor"),
+    ]
+    for p in BACKEND_DEVICES:
+        device, backend = p.values
+        if device == "cpu" and backend == "native":
+            continue
+        # Inductor on the GPU; the interpreter gains nothing from compiling the rest.
+        compiler = "aot_eager" if interpreted(device, backend) else "inductor"
+        for reduction in ("mean", "none") if compiler == "inductor" else ("mean",):
+            cid = f"{p.id}-{reduction}-{compiler}"
+            cases.append(pytest.param(device, backend, reduction, compiler, marks=p.marks, id=cid))
+    return cases
+
+
+@pytest.mark.parametrize("device,backend,reduction,compiler", _compile_cases())
+def test_torch_compile_fullgraph(device, backend, reduction, compiler):
+    """Through the autograd kernels and the fake kernels, forward and backward."""
     torch._dynamo.reset()
 
     def step(x, t):
-        loss, norm = xent(x, t, reduction=reduction, label_smoothing=0.1)
+        loss, norm = xent(x, t, reduction=reduction, label_smoothing=0.1, backend=backend)
         return loss.sum(), norm
 
     compiled = torch.compile(step, fullgraph=True, backend=compiler)
-    logits, target = make_case(8, 11, torch.float32, n_ignored=1)
+    logits, target = make_case(8, 1100, torch.float32, n_ignored=1, device=device)
     x1 = logits.clone().requires_grad_()
     x2 = logits.clone().requires_grad_()
     l1, n1 = compiled(x1, target)
@@ -342,35 +426,137 @@ def test_torch_compile_fullgraph(reduction, compiler):
     torch.testing.assert_close(x1.grad, x2.grad)
 
 
-# Triton under the interpreter: ~4 ms per program, so grids of <= 64 rows.
 @requires_triton
 @pytest.mark.triton
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,c", [(0, 5), (1, 2), (7, 3), (16, 1000), (5, 4097)])
-def test_triton_matches_torch(n, c, dtype, reduction):
-    logits, target = make_case(n, c, dtype, n_ignored=min(n, 2) if n > 1 else 0)
-    dev = triton_device()
-    check(logits.to(dev), target.to(dev), reduction, eps=0.1 if c > 3 else 0.0, backend="triton")
-
-
-@requires_triton
-@pytest.mark.triton
-def test_triton_edge_cases():
-    dev = triton_device()
-    logits, target = make_case(2, 262147, torch.float32)
-    check(logits.to(dev), target.to(dev), "mean", backend="triton")
+def test_triton_bad_target_raises_on_cpu():
+    if triton_device() != "cpu":
+        pytest.skip("on CUDA a bad target is a device assert (TRITON_DEBUG=1)")
     logits, target = make_case(6, 9, torch.float32)
-    target[:] = 4
-    logits[0, 2], logits[1, 5], logits[2] = float("nan"), float("inf"), float("-inf")
-    logits[3, :4], logits[4, 4] = float("-inf"), float("-inf")
-    for eps in (0.0, 0.1):
-        _, norm = check(logits.to(dev), target.to(dev), "none", eps=eps, backend="triton")
-        assert torch.isnan(norm[:3].cpu()).all() and (norm[3:].cpu() > 0).all()
-    strided = _strided_copy(logits.nan_to_num(0.0, 0.0, 0.0), "row_stride")
-    check(strided.to(dev), target.to(dev), "sum", eps=0.3, ignore_index=4, backend="triton")
-    if dev == "cpu":
-        bad = target.clone()
-        bad[3] = 9
-        with pytest.raises(ValueError, match=r"target\[3\] = 9"):
-            xent(logits, bad, backend="triton")
+    bad = target.clone()
+    bad[3] = 9
+    with pytest.raises(ValueError, match=r"target\[3\] = 9"):
+        xent(logits, bad, backend="triton")
+
+
+# ---- CUDA only -------------------------------------------------------------
+
+GPU_BACKENDS = [p for p in BACKENDS if p.values[0] == "cuda"] or [
+    pytest.param("cuda", "native", marks=requires_cuda, id="cuda-native")
+]
+
+
+@requires_cuda
+@pytest.mark.parametrize("device,backend", GPU_BACKENDS)
+def test_no_host_sync(device, backend):
+    """Forward, mean reduction and backward queue work without waiting for the GPU."""
+    logits, target = make_case(37, 1025, torch.float32, n_ignored=3, device=device)
+    x = logits.clone().requires_grad_()
+    with no_sync(device):
+        loss, norm = xent(x, target, reduction="mean", label_smoothing=0.1, backend=backend)
+        loss.backward()
+    check(logits, target, "mean", eps=0.1, backend=backend)
+
+
+@requires_cuda
+@pytest.mark.parametrize("device,backend", GPU_BACKENDS)
+def test_mixed_devices_rejected(device, backend):
+    logits, target = make_case(4, 5, torch.float32, device=device)
+    with pytest.raises(ValueError, match="target is on cpu"):
+        xent(logits, target.cpu(), backend=backend)
+    if backend == "triton":
+        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
+
+        fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd
+        with pytest.raises(ValueError, match="tensor 1 is on cpu"):
+            fwd(logits, target.cpu(), 1, -100, 0.0)
+    else:
+        with pytest.raises(RuntimeError, match="target is on cpu"):
+            torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target.cpu(), 1, -100, 0.0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("device,backend", GPU_BACKENDS)
+def test_non_default_stream(device, backend):
+    """Kernels run on the current stream: the logits written there after a
+    long sleep are read only once ready (on another stream they would not be)."""
+    logits, target = make_case(64, 3000, torch.float32, n_ignored=2, device=device)
+    want_loss, want_norm = xent(logits, target, reduction="none", backend=backend)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(100_000_000)  # ~50 ms of GPU time before the logits exist
+        x = (logits * 1.0).requires_grad_()
+        loss, norm = xent(x, target, reduction="none", backend=backend)
+        (loss.sum()).backward()
+    stream.synchronize()
+    torch.testing.assert_close(loss, want_loss)
+    torch.testing.assert_close(norm, want_norm)
+    xs = logits.clone().requires_grad_()
+    xent(xs, target, reduction="none", backend=backend)[0].sum().backward()
+    torch.testing.assert_close(x.grad, xs.grad)
+
+
+@requires_two_gpus
+@pytest.mark.parametrize("backend", ["native", pytest.param("triton", marks=requires_triton)])
+def test_second_gpu_while_first_is_current(backend):
+    """Tensors on cuda:1 with cuda:0 current: the kernels run on cuda:1."""
+    logits, target = make_case(40, 1500, torch.bfloat16, n_ignored=2)
+    want_loss, want_norm = xent(logits, target, reduction="none")
+    with torch.cuda.device(0):
+        x = logits.to("cuda:1").requires_grad_()
+        loss, norm = xent(x, target.to("cuda:1"), reduction="none", backend=backend)
+        loss.float().sum().backward()
+        assert loss.device == norm.device == x.grad.device == torch.device("cuda:1")
+        torch.cuda.synchronize(1)
+    torch.testing.assert_close(loss.cpu(), want_loss, **TOL_SAME_DTYPE[torch.bfloat16])
+    torch.testing.assert_close(norm.cpu(), want_norm, **NORM_TOL)
+    xc = logits.clone().requires_grad_()
+    xent(xc, target, reduction="none")[0].float().sum().backward()
+    torch.testing.assert_close(x.grad.cpu(), xc.grad, **TOL_SAME_DTYPE[torch.bfloat16])
+
+
+def _check_rows(logits, target, loss, norm, grad, rows):
+    """Loss, norm and gradient of `rows` against torch and the reference."""
+    z = logits[rows].double().requires_grad_()
+    want = F.cross_entropy(z, target[rows], reduction="none")
+    want.sum().backward()
+    torch.testing.assert_close(loss[rows], want.float(), rtol=1e-2, atol=1e-3)  # bf16 loss
+    torch.testing.assert_close(norm[rows], ref_norm(logits[rows], target[rows]), **NORM_TOL)
+    torch.testing.assert_close(grad[rows].float(), z.grad.float(), rtol=2e-2, atol=1e-4)
+
+
+@pytest.mark.slow
+@requires_cuda
+@pytest.mark.parametrize("device,backend", GPU_BACKENDS)
+@pytest.mark.parametrize("n,c", [(2_200_000, 1000), (66_000, 32_800)])
+def test_more_than_2_to_31_elements(device, backend, n, c):
+    """N * C > 2^31: element offsets must be 64-bit (short rows and long rows)."""
+    assert n * c > 2**31
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(n, c, device=device, generator=g, dtype=torch.bfloat16)
+    target = torch.randint(0, c, (n,), device=device, generator=g)
+    x = logits.requires_grad_()
+    loss, norm = xent(x, target, reduction="none", backend=backend)
+    loss.float().sum().backward()
+    rows = torch.cat([torch.arange(4), torch.arange(n - 4, n)]).to(device)
+    _check_rows(logits.detach(), target, loss.float(), norm, x.grad, rows)
+
+
+@pytest.mark.slow
+@requires_cuda
+@pytest.mark.parametrize("device,backend", GPU_BACKENDS)
+@pytest.mark.parametrize("n,c", [(9_000_000, 3), (1_100_000, 1025)])
+def test_more_rows_than_one_grid(device, backend, n, c):
+    """More row blocks than one launch's grid (2^20 blocks of 8 short rows or
+    of one long row): the grid-stride loop reaches the last rows."""
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(n, c, device=device, generator=g, dtype=torch.bfloat16)
+    target = torch.randint(0, c, (n,), device=device, generator=g)
+    x = logits.requires_grad_()
+    loss, norm = xent(x, target, reduction="none", backend=backend)
+    loss.float().sum().backward()
+    want = F.cross_entropy(logits.detach().float(), target, reduction="none")
+    torch.testing.assert_close(loss.float(), want, rtol=1e-2, atol=1e-2)
+    assert torch.isfinite(norm).all() and (norm > 0).all()
+    rows = torch.cat([torch.arange(3), torch.arange(n - 9, n)]).to(device)
+    _check_rows(logits.detach(), target, loss.float(), norm, x.grad, rows)
