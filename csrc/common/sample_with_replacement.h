@@ -184,14 +184,13 @@ PADA_HD uint64_t local_entry(double own, int64_t alias) {
   return (local_threshold(own) << kLocalAliasBits) | static_cast<uint64_t>(alias);
 }
 
-// The sweep of one block over its light and heavy lists, into its L entries.
-template <typename P>
-PADA_HD void block_sweep(int64_t nl, const uint16_t* light, int64_t nh, const uint16_t* heavy,
-                         const P& p, uint64_t* table) {
-  alias_sweep(
-      nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
-      [&](int64_t i) -> int64_t { return heavy[i]; }, p,
-      [&](int64_t k, double own, int64_t alias) { table[k] = local_entry(own, alias); });
+// The sweep of one block over its light and heavy lists, into its L entries;
+// light(i) and heavy(i) are the lists' i-th slots.
+template <typename Light, typename Heavy, typename P>
+PADA_HD void block_sweep(int64_t nl, const Light& light, int64_t nh, const Heavy& heavy, const P& p,
+                         uint64_t* table) {
+  alias_sweep(nl, light, nh, heavy, p,
+              [&](int64_t k, double own, int64_t alias) { table[k] = local_entry(own, alias); });
 }
 
 // Scaled mass of slot k of a block of `len` weights (padding past len is 0).
@@ -224,7 +223,10 @@ PADA_HD void build_block(const T* w, int64_t len, int log_block, double mass, ui
     nl += is_light;
     nh += !is_light;
   }
-  block_sweep(nl, light, nh, heavy, [&](int64_t k) -> double { return p[k]; }, table);
+  block_sweep(
+      nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
+      [&](int64_t i) -> int64_t { return heavy[i]; }, [&](int64_t k) -> double { return p[k]; },
+      table);
 }
 
 // Scaled mass of top-level block b (blocks past num_blocks have mass 0).
@@ -233,16 +235,14 @@ PADA_HD double top_slot_mass(const double* mass, int64_t num_blocks, int64_t b, 
   return b < num_blocks ? scaled_mass(mass[b], T, total, scale) : 0.0;
 }
 
-// The top-level sweep over its light and heavy lists.
-template <typename P>
-PADA_HD void top_sweep(int64_t nl, const int64_t* light, int64_t nh, const int64_t* heavy,
-                       const P& p, uint64_t* thr, int64_t* alias) {
-  alias_sweep(
-      nl, [&](int64_t i) { return light[i]; }, nh, [&](int64_t i) { return heavy[i]; }, p,
-      [&](int64_t b, double own, int64_t a) {
-        thr[b] = top_threshold(own);
-        alias[b] = a;
-      });
+// The top-level sweep over its light and heavy lists (accessors, as above).
+template <typename Light, typename Heavy, typename P>
+PADA_HD void top_sweep(int64_t nl, const Light& light, int64_t nh, const Heavy& heavy, const P& p,
+                       uint64_t* thr, int64_t* alias) {
+  alias_sweep(nl, light, nh, heavy, p, [&](int64_t b, double own, int64_t a) {
+    thr[b] = top_threshold(own);
+    alias[b] = a;
+  });
 }
 
 // Top-level table over 2^log_top blocks (blocks past num_blocks have mass 0).
@@ -261,7 +261,9 @@ PADA_HD void build_top(const double* mass, int64_t num_blocks, int log_top, doub
     else
       heavy[nh++] = b;
   }
-  top_sweep(nl, light, nh, heavy, p, thr, alias);
+  top_sweep(
+      nl, [&](int64_t i) { return light[i]; }, nh, [&](int64_t i) { return heavy[i]; }, p, thr,
+      alias);
 }
 
 // U < threshold, where U's first 32 bits are `hi` and the rest are drawn only

@@ -76,6 +76,20 @@ struct Counts {
   int64_t nl, nh;
 };
 
+// Both lists in one array of `size` entries (they partition the slots): the
+// light list from the front, the heavy list from the back (heavy i at
+// size - 1 - i). Half the shared memory of two arrays, so twice the blocks
+// fit on an SM to hide the sweeps' latency.
+template <typename Index>
+struct SplitLists {
+  Index* a;
+  int64_t size;
+  PADA_HD void put_light(int64_t i, int64_t k) const { a[i] = static_cast<Index>(k); }
+  PADA_HD void put_heavy(int64_t i, int64_t k) const { a[size - 1 - i] = static_cast<Index>(k); }
+  PADA_HD int64_t light(int64_t i) const { return a[i]; }
+  PADA_HD int64_t heavy(int64_t i) const { return a[size - 1 - i]; }
+};
+
 // The slot a lane classifies in the round starting at `base`, or -1 past `size`.
 PADA_HD int64_t round_slot(int64_t base, int lane, int64_t size) {
   return base + lane < size ? base + lane : -1;
@@ -86,9 +100,9 @@ PADA_HD int64_t round_slot(int64_t base, int lane, int64_t size) {
 // among the lights (heavies) of its round is the number of lower lanes of
 // the same class. Stores this lane's slot and returns the counts after the
 // round (the same in every lane).
-template <typename Index>
-PADA_HD Counts compaction_round(int lane, int64_t base, int64_t size, unsigned lights, Index* light,
-                                Index* heavy, Counts c) {
+template <typename Lists>
+PADA_HD Counts compaction_round(int lane, int64_t base, int64_t size, unsigned lights,
+                                const Lists& lists, Counts c) {
   const unsigned active = active_lanes(size - base);
   lights &= active;
   const unsigned heavies = active & ~lights;
@@ -96,10 +110,20 @@ PADA_HD Counts compaction_round(int lane, int64_t base, int64_t size, unsigned l
   const unsigned me = 1u << lane;
   const int64_t k = base + lane;
   if (lights & me)
-    light[c.nl + popcount(lights & lower)] = static_cast<Index>(k);
+    lists.put_light(c.nl + popcount(lights & lower), k);
   else if (heavies & me)
-    heavy[c.nh + popcount(heavies & lower)] = static_cast<Index>(k);
+    lists.put_heavy(c.nh + popcount(heavies & lower), k);
   return Counts{c.nl + popcount(lights), c.nh + popcount(heavies)};
+}
+
+// The sweep's accessors of a SplitLists.
+template <typename Lists>
+PADA_HD auto light_of(const Lists& lists) {
+  return [&lists](int64_t i) -> int64_t { return lists.light(i); };
+}
+template <typename Lists>
+PADA_HD auto heavy_of(const Lists& lists) {
+  return [&lists](int64_t i) -> int64_t { return lists.heavy(i); };
 }
 
 // This lane's share of zeroing a table of `size` entries.

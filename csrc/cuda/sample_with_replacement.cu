@@ -40,15 +40,15 @@ __device__ __forceinline__ warp::Partial fold_warp(const warp::Partial& mine) {
   });
 }
 
-// Step 3 over `size` slots whose scaled masses are p(k), into light/heavy.
-template <typename Index, typename P>
+// Step 3 over `size` slots whose scaled masses are p(k), into `lists`.
+template <typename Lists, typename P>
 __device__ __forceinline__ warp::Counts compact_warp(int lane, int64_t size, const P& p,
-                                                     Index* light, Index* heavy) {
+                                                     const Lists& lists) {
   warp::Counts c{0, 0};
   for (int64_t base = 0; base < size; base += swr::kLanes) {
     const int64_t k = warp::round_slot(base, lane, size);
     const unsigned lights = __ballot_sync(kFull, k >= 0 && p(k) < 1.0);
-    c = warp::compaction_round(lane, base, size, lights, light, heavy, c);
+    c = warp::compaction_round(lane, base, size, lights, lists, c);
   }
   __syncwarp();  // lane 0's sweep reads every lane's list entries
   return c;
@@ -59,8 +59,7 @@ template <typename T>
 __global__ void build_blocks_kernel(const T* __restrict__ w, int64_t n, int log_block,
                                     double* __restrict__ mass, uint64_t* __restrict__ table,
                                     unsigned long long* __restrict__ first_bad) {
-  __shared__ uint16_t light[kMaxSlots];
-  __shared__ uint16_t heavy[kMaxSlots];
+  __shared__ uint16_t list_slots[kMaxSlots];  // 8 KiB: see SplitLists
   const int lane = threadIdx.x;
   const int64_t L = int64_t{1} << log_block;
   const int64_t b = blockIdx.x;
@@ -82,8 +81,9 @@ __global__ void build_blocks_kernel(const T* __restrict__ w, int64_t n, int log_
   auto p = [&](int64_t k) -> double {
     return swr::block_slot_mass(wb, len, k, static_cast<double>(L), m, scale);
   };
-  const warp::Counts c = compact_warp(lane, L, p, light, heavy);
-  if (lane == 0) swr::block_sweep(c.nl, light, c.nh, heavy, p, tb);
+  const warp::SplitLists<uint16_t> lists{list_slots, L};
+  const warp::Counts c = compact_warp(lane, L, p, lists);
+  if (lane == 0) swr::block_sweep(c.nl, warp::light_of(lists), c.nh, warp::heavy_of(lists), p, tb);
 }
 
 // One warp: the total over the block masses (the same lane-order sum as a
@@ -101,10 +101,10 @@ __global__ void build_top_kernel(const double* __restrict__ mass, int64_t num_bl
   auto p = [&](int64_t b) -> double {
     return swr::top_slot_mass(mass, num_blocks, b, static_cast<double>(T), total, scale);
   };
-  int64_t* light = scratch;
-  int64_t* heavy = scratch + T;
-  const warp::Counts c = compact_warp(lane, T, p, light, heavy);
-  if (lane == 0) swr::top_sweep(c.nl, light, c.nh, heavy, p, thr, alias);
+  const warp::SplitLists<int64_t> lists{scratch, T};
+  const warp::Counts c = compact_warp(lane, T, p, lists);
+  if (lane == 0)
+    swr::top_sweep(c.nl, warp::light_of(lists), c.nh, warp::heavy_of(lists), p, thr, alias);
 }
 
 __global__ void draw_kernel(const int64_t* __restrict__ seed_ptr, int64_t num_samples,
@@ -129,8 +129,9 @@ at::Tensor sample_with_replacement_cuda(const at::Tensor& weights, int64_t num_s
   const int64_t T = int64_t{1} << layout.log_top;
   const auto long_opts = w.options().dtype(at::kLong);
 
-  // One allocation for the small per-call buffers: masses, status, top table.
-  at::Tensor small = at::empty({layout.num_blocks + 2 + 4 * T}, long_opts);
+  // One allocation for the small per-call buffers: masses, status, top table
+  // and the top level's lists (T entries).
+  at::Tensor small = at::empty({layout.num_blocks + 2 + 3 * T}, long_opts);
   auto* mass = reinterpret_cast<double*>(small.data_ptr<int64_t>());
   auto* first_bad = reinterpret_cast<unsigned long long*>(mass + layout.num_blocks);
   auto* total = reinterpret_cast<double*>(first_bad + 1);

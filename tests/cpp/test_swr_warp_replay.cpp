@@ -23,7 +23,6 @@ namespace {
 namespace swr = pada::swr;
 namespace warp = pada::swr::warp;
 constexpr int kLanes = swr::kLanes;
-constexpr int kMaxSlots = 1 << swr::kMaxLogBlock;
 constexpr uint64_t kSentinel = 0xA5A5A5A5A5A5A5A5ull;
 constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
 
@@ -47,10 +46,11 @@ warp::Partial replay_sum(const T* x, int64_t len, const std::string& ctx) {
 }
 
 // compact_warp(): per round, every lane's predicate, the ballot, then every
-// lane's compaction_round on the same counts.
+// lane's compaction_round on the same counts. `a` holds size + kLanes guard
+// entries set to `guard`, which must stay untouched.
 template <typename Index, typename P>
-warp::Counts replay_compact(int64_t size, const P& p, Index* light, Index* heavy,
-                            const std::string& ctx) {
+warp::Counts replay_compact(int64_t size, const P& p, const warp::SplitLists<Index>& lists,
+                            Index guard, const std::string& ctx) {
   warp::Counts c{0, 0};
   for (int64_t base = 0; base < size; base += kLanes) {
     unsigned lights = 0;
@@ -60,13 +60,30 @@ warp::Counts replay_compact(int64_t size, const P& p, Index* light, Index* heavy
     }
     warp::Counts next{};
     for (int lane = 0; lane < kLanes; ++lane) {
-      const warp::Counts got = warp::compaction_round(lane, base, size, lights, light, heavy, c);
+      const warp::Counts got = warp::compaction_round(lane, base, size, lights, lists, c);
       if (lane == 0) next = got;
       PADA_CHECK(got.nl == next.nl && got.nh == next.nh, ctx, " lanes disagree on the counts");
     }
     c = next;
   }
   PADA_CHECK_EQ(c.nl + c.nh, size, ctx, " lists do not partition the slots");
+  for (int64_t i = size; i < size + kLanes; ++i)
+    PADA_CHECK(lists.a[i] == guard, ctx, " list entry ", i, " written past ", size);
+  // Each list in slot order, and every slot once.
+  std::vector<int> seen(size, 0);
+  for (int64_t i = 0; i < c.nl; ++i) {
+    PADA_CHECK(lists.light(i) >= 0 && lists.light(i) < size, ctx, " light ", i);
+    PADA_CHECK(i == 0 || lists.light(i) > lists.light(i - 1), ctx, " light list out of order");
+    PADA_CHECK(p(lists.light(i)) < 1.0, ctx, " heavy slot in the light list");
+    ++seen[lists.light(i)];
+  }
+  for (int64_t i = 0; i < c.nh; ++i) {
+    PADA_CHECK(lists.heavy(i) >= 0 && lists.heavy(i) < size, ctx, " heavy ", i);
+    PADA_CHECK(i == 0 || lists.heavy(i) > lists.heavy(i - 1), ctx, " heavy list out of order");
+    PADA_CHECK(!(p(lists.heavy(i)) < 1.0), ctx, " light slot in the heavy list");
+    ++seen[lists.heavy(i)];
+  }
+  for (int64_t k = 0; k < size; ++k) PADA_CHECK_EQ(seen[k], 1, ctx, " slot ", k, " listed");
   return c;
 }
 
@@ -94,8 +111,9 @@ Build replay_gpu(const std::vector<W>& w, const std::string& ctx) {
     const warp::Partial f = replay_sum(wb, len, bctx);
     out.mass[b] = f.sum;
     if (f.bad != kNone && b * L + f.bad < out.first_bad) out.first_bad = b * L + f.bad;
-    // The kernel's shared lists hold kMaxSlots entries; the table L + guard.
-    std::vector<uint16_t> light(kMaxSlots + kLanes, 0xFFFF), heavy(kMaxSlots + kLanes, 0xFFFF);
+    // The lists and the table, each with a guard past L.
+    std::vector<uint16_t> a(L + kLanes, 0xFFFF);
+    const warp::SplitLists<uint16_t> lists{a.data(), L};
     std::vector<uint64_t> tb(L + kLanes, kSentinel);
     if (!(f.sum > 0.0)) {
       for (int lane = 0; lane < kLanes; ++lane) warp::zero_fill_lane(tb.data(), L, lane);
@@ -104,11 +122,8 @@ Build replay_gpu(const std::vector<W>& w, const std::string& ctx) {
       auto p = [&](int64_t k) -> double {
         return swr::block_slot_mass(wb, len, k, static_cast<double>(L), m, scale);
       };
-      const warp::Counts c = replay_compact(L, p, light.data(), heavy.data(), bctx);
-      for (int64_t i = L; i < kMaxSlots + kLanes; ++i)
-        PADA_CHECK(light[i] == 0xFFFF && heavy[i] == 0xFFFF, bctx, " list entry ", i,
-                   " written past L = ", L);
-      swr::block_sweep(c.nl, light.data(), c.nh, heavy.data(), p, tb.data());
+      const warp::Counts c = replay_compact(L, p, lists, uint16_t{0xFFFF}, bctx);
+      swr::block_sweep(c.nl, warp::light_of(lists), c.nh, warp::heavy_of(lists), p, tb.data());
     }
     for (int64_t k = L; k < L + kLanes; ++k)
       PADA_CHECK(tb[k] == kSentinel, bctx, " table entry ", k, " written past L = ", L);
@@ -120,16 +135,15 @@ Build replay_gpu(const std::vector<W>& w, const std::string& ctx) {
   const int64_t T = int64_t{1} << layout.log_top;
   out.top_thr.assign(T + kLanes, kSentinel);
   out.top_alias.assign(T + kLanes, -7);
-  std::vector<int64_t> light(T + kLanes, -7), heavy(T + kLanes, -7);
+  std::vector<int64_t> a(T + kLanes, -7);
+  const warp::SplitLists<int64_t> lists{a.data(), T};
   const double scale = static_cast<double>(T) / out.total;
   auto p = [&](int64_t b) -> double {
     return swr::top_slot_mass(out.mass.data(), layout.num_blocks, b, static_cast<double>(T),
                               out.total, scale);
   };
-  const warp::Counts c = replay_compact(T, p, light.data(), heavy.data(), ctx + " top");
-  for (int64_t i = T; i < T + kLanes; ++i)
-    PADA_CHECK(light[i] == -7 && heavy[i] == -7, ctx, " top list entry ", i, " written past T");
-  swr::top_sweep(c.nl, light.data(), c.nh, heavy.data(), p, out.top_thr.data(),
+  const warp::Counts c = replay_compact(T, p, lists, int64_t{-7}, ctx + " top");
+  swr::top_sweep(c.nl, warp::light_of(lists), c.nh, warp::heavy_of(lists), p, out.top_thr.data(),
                  out.top_alias.data());
   for (int64_t i = T; i < T + kLanes; ++i)
     PADA_CHECK(out.top_thr[i] == kSentinel && out.top_alias[i] == -7, ctx, " top entry ", i,
