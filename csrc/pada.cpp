@@ -2,11 +2,36 @@
 // their code (csrc/cpu/*.cpp, csrc/cuda/*.cu) with TORCH_LIBRARY_IMPL.
 #include <torch/library.h>
 
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+// cudagraph_unsafe where this torch has the tag (newer torch only): detected,
+// not version-guessed, so any torch >= 2.4 builds.
+template <typename Tag, typename = void>
+struct HasCudagraphUnsafe : std::false_type {};
+template <typename Tag>
+struct HasCudagraphUnsafe<Tag, std::void_t<decltype(Tag::cudagraph_unsafe)>> : std::true_type {};
+
+template <typename Tag = at::Tag>
+std::vector<at::Tag> cudagraph_unsafe_tags() {
+  if constexpr (HasCudagraphUnsafe<Tag>::value)
+    return {Tag::cudagraph_unsafe};
+  else
+    return {};
+}
+
+}  // namespace
+
 TORCH_LIBRARY(pada, m) {
   // Draws num_samples indices i.i.d. with P(i) = weights[i] / sum(weights).
   // `seed` is a one-element int64 tensor on the weights' device: the draw is a
   // pure function of (weights, num_samples, seed), whatever the thread count.
-  m.def("sample_with_replacement(Tensor weights, int num_samples, Tensor seed) -> Tensor");
+  // It validates the weights on the host (a sync on CUDA): cudagraph_unsafe.
+  const std::vector<at::Tag> sync_tags = cudagraph_unsafe_tags();  // an lvalue: not a kernel
+  m.def("sample_with_replacement(Tensor weights, int num_samples, Tensor seed) -> Tensor",
+        sync_tags);
 
   // Visits scores[index[i]] with values[i] for i in batch order: a first visit
   // (visited false) stores the value, a later one keeps `decay` of the score.

@@ -64,10 +64,17 @@ def sample_with_replacement(
             governs it). One int64 is drawn from it per call.
         backend: ``None``, ``"native"``, ``"triton"`` or ``"reference"``.
 
+    On CUDA the weights are validated before drawing, which waits for the GPU
+    (one small pinned read-back): the call cannot be captured in a CUDA graph
+    (it raises if the stream is capturing) and is tagged
+    ``torch.Tag.cudagraph_unsafe`` where torch has that tag, so torch.compile's
+    cudagraph trees leave it out of their graphs.
+
     Raises:
         ValueError: negative, NaN or infinite weights (naming the first such
             index), all-zero, empty or non-1-D weights, negative num_samples.
         TypeError: weights of another dtype.
+        RuntimeError: called while a CUDA graph is being captured.
     """
     _check_sample_args(weights, num_samples)
     backend = _dispatch.resolve_backend("sample_with_replacement", backend, weights.device)

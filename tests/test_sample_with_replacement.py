@@ -1,21 +1,30 @@
 """pada_ext.ops.sample_with_replacement: statistics, exactness, determinism,
 errors and the custom-op contract, for every backend that runs here."""
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import BACKEND_DEVICES, DEVICES, requires_two_gpus
 from scipy import stats
 
 import pada_ext
 from pada_ext import ops
 
-# The native kernel on every device here, and the plain-PyTorch reference.
-BACKENDS = [("native", d) for d in DEVICES] + [("reference", "cpu")]
+# Every (device, backend) pair of this session, and the plain-PyTorch
+# reference. Triton's interpreter (CPU tensors, no GPU) is far too slow for
+# these sizes: tests/test_sample_with_replacement_triton.py covers it.
+BACKENDS = [p for p in BACKEND_DEVICES if p.values != ("cpu", "triton")] + [
+    pytest.param("cpu", "reference", id="cpu-reference")
+]
+# The backends that run on the GPU (empty without one).
+CUDA_BACKENDS = [p for p in BACKEND_DEVICES if p.values[0] == "cuda"]
 P_MIN = 1e-4  # outcomes are fixed by the seeds: a correct sampler passes every time
 
 
 def draw(weights, m, backend, device, seed=0):
+    # The weights are moved to `device` here, and the indices back to the CPU.
     g = torch.Generator(device=device).manual_seed(seed)
     return ops.sample_with_replacement(weights.to(device), m, generator=g, backend=backend).cpu()
 
@@ -54,7 +63,7 @@ DISTRIBUTIONS = {
 }
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("name", list(DISTRIBUTIONS))
 def test_chi_square(name, dtype, backend, device):
@@ -68,7 +77,7 @@ def test_chi_square(name, dtype, backend, device):
     assert chi_square_p(idx, w) > P_MIN
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_few_heavy_among_millions_of_tiny(backend, device):
     n = 2_000_000
     w = torch.full((n,), 1e-6, dtype=torch.float32)
@@ -81,7 +90,7 @@ def test_few_heavy_among_millions_of_tiny(backend, device):
     assert chi_square_p(idx, w, bins) > P_MIN
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_no_float32_cumsum_collapse(backend, device):
     # One heavy item first, then 2^20 items 1e9 times lighter. A float32 running
     # sum stops growing after the heavy item, so those items would never be drawn.
@@ -96,7 +105,7 @@ def test_no_float32_cumsum_collapse(backend, device):
     assert abs(hits - expected) < 5 * expected**0.5, (hits, expected)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_zeros_never_drawn(backend, device):
     w = torch.zeros(10_000, dtype=torch.float64)
     w[[1, 4095, 4096, 9999]] = torch.tensor([1e-300, 1.0, 1e300, 5.0], dtype=torch.float64)
@@ -106,7 +115,7 @@ def test_zeros_never_drawn(backend, device):
     assert bool((idx == 4096).all())
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_subnormal_masses(backend, device):
     # L / mass overflows for a subnormal block mass or total: zeros must stay zeros.
     w = torch.tensor([1e-320, 0.0, 3e-320, 0.0], dtype=torch.float64)
@@ -121,7 +130,7 @@ def test_subnormal_masses(backend, device):
     assert int(idx.min()) >= 4096
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_more_than_2_pow_24_categories(backend, device):
     n = 2**24 + 1
     with pytest.raises(RuntimeError, match="2\\^24"):
@@ -134,18 +143,19 @@ def test_more_than_2_pow_24_categories(backend, device):
     assert chi_square_p(idx, w, bins) > P_MIN
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_hundred_million_weights(device):
+@pytest.mark.parametrize("device,backend", [p for p in BACKENDS if p.values[1] != "reference"])
+def test_hundred_million_weights(device, backend):
     n = 10**8
     w = torch.ones(n, dtype=torch.float32, device=device)
     w[-1] = float(n)  # half of the mass on the last index
-    idx = ops.sample_with_replacement(w, 100_000, generator=torch.Generator(device).manual_seed(1))
+    g = torch.Generator(device).manual_seed(1)
+    idx = ops.sample_with_replacement(w, 100_000, generator=g, backend=backend)
     last = int((idx == n - 1).sum())
     assert abs(last - 50_000) < 5 * 50_000**0.5
     assert int(idx.max()) < n and int(idx.min()) >= 0
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_same_generator_state_same_output(backend, device):
     w = torch.rand(50_000, generator=torch.Generator().manual_seed(0))
     a = draw(w, 10_000, backend, device, seed=42)
@@ -181,16 +191,112 @@ def test_thread_count_invariance():
         torch.testing.assert_close(o, outs[0], rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_cuda_matches_cpu_bit_for_bit():
-    w = torch.rand(123_457, dtype=torch.float64)
-    seed = torch.tensor([2024], dtype=torch.int64)
-    cpu = torch.ops.pada.sample_with_replacement(w, 300_000, seed)
-    gpu = torch.ops.pada.sample_with_replacement(w.cuda(), 300_000, seed.cuda())
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+def raw_op(backend):
+    if backend == "triton":
+        from pada_ext.triton import sample_with_replacement  # noqa: F401  (registers it)
+
+        return torch.ops.pada_triton.sample_with_replacement
+    return torch.ops.pada.sample_with_replacement
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+def bit_identity_cases():
+    """(name, weights): sizes around the warp width and the 4096-slot block,
+    uniform blocks narrower than a warp, small integer weights (exact ties)."""
+    g = torch.Generator().manual_seed(17)
+    for n in [*range(1, 41), 4095, 4096, 4097, 5000]:
+        yield f"rand{n}", torch.rand(n, generator=g, dtype=torch.float64)
+    for n in (2, 4, 8, 16):
+        yield f"uniform{n}", torch.ones(n)
+    for rep in range(40):
+        n = int(torch.randint(1, 41, (1,), generator=g))
+        w = torch.randint(0, 5, (n,), generator=g).double()
+        w[0] += float(w.sum() == 0)
+        yield f"ints{rep}", w
+    # More than 32 blocks: the total's lane order is not the block order.
+    yield "blocks49", torch.rand(200_000, generator=g, dtype=torch.float64) ** 3
+    yield "f32_123457", torch.rand(123_457, generator=g)
+
+
+@pytest.mark.parametrize("device,backend", CUDA_BACKENDS)
+def test_cuda_matches_cpu_bit_for_bit(device, backend):
+    op = raw_op(backend)
+    cpu_op = torch.ops.pada.sample_with_replacement
+    for name, w in bit_identity_cases():
+        seed = torch.tensor([2024 + w.numel()], dtype=torch.int64)
+        m = 300_000 if w.numel() > 4096 else 20_000
+        want = cpu_op(w, m, seed)
+        got = op(w.to(device), m, seed.to(device))
+        assert got.device.type == "cuda"
+        torch.testing.assert_close(got.cpu(), want, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("device,backend", CUDA_BACKENDS)
+def test_uniform_blocks_narrower_than_a_warp_draw_every_index(device, backend):
+    # The defect the host replay catches: blocks of L <= 16 slots lost slot 0.
+    for n in (2, 4, 8, 16):
+        seed = torch.tensor([5], device=device)
+        idx = raw_op(backend)(torch.ones(n, device=device), 20_000, seed).cpu()
+        assert bool((torch.bincount(idx, minlength=n) > 0).all()), n
+        assert chi_square_p(idx, torch.ones(n)) > P_MIN
+
+
+@pytest.mark.parametrize("device,backend", CUDA_BACKENDS)
+def test_non_default_stream(device, backend):
+    # Weights written on a side stream and sampled there, as on the default stream.
+    op = raw_op(backend)
+    base = torch.rand(9000, device=device, dtype=torch.float64)
+    seed = torch.tensor([31], device=device)
+    want = op(base * 2.0, 5000, seed)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        got = op(base * 2.0, 5000, seed)
+        got_bad = torch.tensor([1.0, -1.0], device=device)
+        with pytest.raises(ValueError, match=r"weights\[1\] is negative"):
+            op(got_bad, 5, seed)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@requires_two_gpus
+@pytest.mark.parametrize("backend", ["native", "triton"])
+def test_second_gpu_with_first_current(backend):
+    op = raw_op(backend)
+    w = torch.rand(5000, dtype=torch.float64)
+    seed = torch.tensor([77])
+    with torch.cuda.device(0):
+        want = op(w.to("cuda:0"), 4000, seed.to("cuda:0"))
+        got = op(w.to("cuda:1"), 4000, seed.to("cuda:1"))
+    assert got.device == torch.device("cuda:1")
+    torch.testing.assert_close(got.cpu(), want.cpu(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["native", "triton"])
+def test_tagged_cudagraph_unsafe(backend):
+    if not hasattr(torch.Tag, "cudagraph_unsafe"):
+        pytest.skip("this torch has no cudagraph_unsafe tag")
+    if backend == "triton":
+        pytest.importorskip("triton")
+        if "tags" not in inspect.signature(torch.library.custom_op).parameters:
+            pytest.skip("this torch's custom_op takes no tags")
+    assert torch.Tag.cudagraph_unsafe in raw_op(backend).default.tags
+
+
+@pytest.mark.parametrize("device,backend", CUDA_BACKENDS)
+def test_cuda_graph_capture_raises(device, backend):
+    op = raw_op(backend)
+    w = torch.rand(100, device=device)
+    seed = torch.tensor([1], device=device)
+    op(w, 10, seed)  # compiled and warm before capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="CUDA graph"):
+        with torch.cuda.graph(graph):
+            op(w, 10, seed)
+    torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_non_contiguous_weights(backend, device):
     base = torch.zeros(4000, dtype=torch.float64)
     base[::2] = power_law(2000)
@@ -200,7 +306,7 @@ def test_non_contiguous_weights(backend, device):
     assert chi_square_p(idx, w) > P_MIN
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("device,backend", BACKENDS)
 def test_zero_samples(backend, device):
     idx = draw(torch.ones(10), 0, backend, device)
     assert idx.shape == (0,) and idx.dtype == torch.int64
@@ -264,18 +370,22 @@ def test_bad_backend():
         ops.sample_with_replacement(torch.ones(3), 2, backend="fortran")
 
 
-def test_opcheck():
-    seed = torch.tensor([77], dtype=torch.int64)
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    seed = torch.tensor([77], dtype=torch.int64, device=device)
     for w in (torch.rand(10), power_law(5000), many_zeros(4097)):
         for m in (0, 1, 1000):
-            torch.library.opcheck(torch.ops.pada.sample_with_replacement.default, (w, m, seed))
+            torch.library.opcheck(
+                torch.ops.pada.sample_with_replacement.default, (w.to(device), m, seed)
+            )
 
 
-def test_torch_compile_fullgraph():
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_compile_fullgraph(device):
     def f(w):
         return ops.sample_with_replacement(w, 64) + 1
 
-    w = torch.rand(1000)
+    w = torch.rand(1000, device=device)
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     torch.manual_seed(0)
     eager = f(w)
@@ -284,8 +394,22 @@ def test_torch_compile_fullgraph():
 
     dyn = torch.compile(f, fullgraph=True, backend="inductor", dynamic=True)
     for n in (10, 77, 5000):
-        out = dyn(torch.rand(n))
+        out = dyn(torch.rand(n, device=device))
+        assert out.device.type == torch.device(device).type
         assert out.shape == (64,) and int(out.min()) >= 1 and int(out.max()) <= n
+
+
+@pytest.mark.parametrize("device,backend", CUDA_BACKENDS)
+def test_torch_compile_inductor_cuda_matches_eager(device, backend):
+    op = raw_op(backend)
+
+    def f(w, seed):
+        return op(w * 3.0, 256, seed) * 2
+
+    w = torch.rand(3000, device=device)
+    seed = torch.tensor([9], device=device)
+    compiled = torch.compile(f, fullgraph=True, backend="inductor")
+    torch.testing.assert_close(compiled(w, seed), f(w, seed), rtol=0, atol=0)
 
 
 def test_numpy_agrees_on_the_distribution():

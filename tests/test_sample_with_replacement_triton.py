@@ -69,6 +69,31 @@ def test_bit_identical_to_cpu(op, n, num_samples, kind, dtype):
     assert torch.equal(out.cpu(), _native(w, num_samples, seed))
 
 
+@pytest.mark.parametrize("n", [*range(1, 41), 4095, 4097])
+def test_bit_identical_small_and_boundary_sizes(op, n):
+    # Every size narrower than, equal to and wider than a warp, and around a block.
+    w = _weights(n, "zeros" if n % 3 == 0 else "uniform", torch.float64, seed=100 + n)
+    w[0] += 0.5  # never all zero
+    assert torch.equal(op(w, 500, _seed(n)).cpu(), _native(w, 500, _seed(n)))
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16])
+def test_uniform_small_blocks_bit_identical(op, n):
+    w = torch.ones(n, device=DEV)
+    out = op(w, 2000, _seed(4)).cpu()
+    assert torch.equal(out, _native(w, 2000, _seed(4)))
+    assert bool((torch.bincount(out, minlength=n) > 0).all())
+
+
+def test_more_than_32_blocks(op):
+    # The total is summed in lane order over the 34 block masses (not block order).
+    # Equal weights inside each block keep the sweeps trivial (cheap when interpreted).
+    n = 33 * 4096 + 5
+    per_block = 0.1 * (torch.arange(34, dtype=torch.float64) % 7 + 1)
+    w = per_block.repeat_interleave(4096)[:n].to(DEV)
+    assert torch.equal(op(w, 3000, _seed(12)).cpu(), _native(w, 3000, _seed(12)))
+
+
 def _lane_mass(w):
     # block_mass(): 32 lane sums in slot order, folded in lane order.
     acc = [0.0] * 32

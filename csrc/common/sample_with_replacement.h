@@ -168,9 +168,41 @@ PADA_HD double block_mass(const T* w, int64_t len, int64_t* bad) {
   return m;
 }
 
+// Sum of x[0..len) in the canonical order of block_mass(), which every backend
+// uses for the total over the block masses too (a one-warp sum on the GPU).
+PADA_HD double lane_order_sum(const double* x, int64_t len) {
+  double acc[kLanes];
+  for (int l = 0; l < kLanes; ++l) acc[l] = 0.0;
+  for (int64_t k = 0; k < len; ++k) acc[k % kLanes] = add_rn(acc[k % kLanes], x[k]);
+  double m = 0.0;
+  for (int l = 0; l < kLanes; ++l) m = add_rn(m, acc[l]);
+  return m;
+}
+
+// Local entry = (52-bit threshold << 12) | local alias.
+PADA_HD uint64_t local_entry(double own, int64_t alias) {
+  return (local_threshold(own) << kLocalAliasBits) | static_cast<uint64_t>(alias);
+}
+
+// The sweep of one block over its light and heavy lists, into its L entries;
+// light(i) and heavy(i) are the lists' i-th slots.
+template <typename Light, typename Heavy, typename P>
+PADA_HD void block_sweep(int64_t nl, const Light& light, int64_t nh, const Heavy& heavy, const P& p,
+                         uint64_t* table) {
+  alias_sweep(nl, light, nh, heavy, p,
+              [&](int64_t k, double own, int64_t alias) { table[k] = local_entry(own, alias); });
+}
+
+// Scaled mass of slot k of a block of `len` weights (padding past len is 0).
+template <typename T>
+PADA_HD double block_slot_mass(const T* w, int64_t len, int64_t k, double L, double mass,
+                               double scale) {
+  return k < len ? scaled_mass(static_cast<double>(w[k]), L, mass, scale) : 0.0;
+}
+
 // Fills the L = 2^log_block entries of one block's table. Slots past `len`
-// are padding of weight 0. Entry = (52-bit threshold << 12) | local alias.
-// `p`, `light` and `heavy` are caller-provided scratch of L entries each.
+// are padding of weight 0. `p`, `light` and `heavy` are caller-provided
+// scratch of L entries each.
 template <typename T>
 PADA_HD void build_block(const T* w, int64_t len, int log_block, double mass, uint64_t* table,
                          double* p, uint16_t* light, uint16_t* heavy) {
@@ -183,7 +215,7 @@ PADA_HD void build_block(const T* w, int64_t len, int log_block, double mass, ui
   int64_t nl = 0, nh = 0;
   for (int64_t k = 0; k < L; ++k) {
     // Branch-free partition: the classes of neighbouring slots are random.
-    const double pk = k < len ? scaled_mass(static_cast<double>(w[k]), L, mass, scale) : 0.0;
+    const double pk = block_slot_mass(w, len, k, static_cast<double>(L), mass, scale);
     const bool is_light = pk < 1.0;
     p[k] = pk;
     light[nl] = static_cast<uint16_t>(k);
@@ -191,12 +223,26 @@ PADA_HD void build_block(const T* w, int64_t len, int log_block, double mass, ui
     nl += is_light;
     nh += !is_light;
   }
-  alias_sweep(
+  block_sweep(
       nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
       [&](int64_t i) -> int64_t { return heavy[i]; }, [&](int64_t k) -> double { return p[k]; },
-      [&](int64_t k, double own, int64_t alias) {
-        table[k] = (local_threshold(own) << kLocalAliasBits) | static_cast<uint64_t>(alias);
-      });
+      table);
+}
+
+// Scaled mass of top-level block b (blocks past num_blocks have mass 0).
+PADA_HD double top_slot_mass(const double* mass, int64_t num_blocks, int64_t b, double T,
+                             double total, double scale) {
+  return b < num_blocks ? scaled_mass(mass[b], T, total, scale) : 0.0;
+}
+
+// The top-level sweep over its light and heavy lists (accessors, as above).
+template <typename Light, typename Heavy, typename P>
+PADA_HD void top_sweep(int64_t nl, const Light& light, int64_t nh, const Heavy& heavy, const P& p,
+                       uint64_t* thr, int64_t* alias) {
+  alias_sweep(nl, light, nh, heavy, p, [&](int64_t b, double own, int64_t a) {
+    thr[b] = top_threshold(own);
+    alias[b] = a;
+  });
 }
 
 // Top-level table over 2^log_top blocks (blocks past num_blocks have mass 0).
@@ -206,7 +252,7 @@ PADA_HD void build_top(const double* mass, int64_t num_blocks, int log_top, doub
   const int64_t T = int64_t{1} << log_top;
   const double scale = static_cast<double>(T) / total;
   auto p = [&](int64_t b) -> double {
-    return b < num_blocks ? scaled_mass(mass[b], static_cast<double>(T), total, scale) : 0.0;
+    return top_slot_mass(mass, num_blocks, b, static_cast<double>(T), total, scale);
   };
   int64_t nl = 0, nh = 0;
   for (int64_t b = 0; b < T; ++b) {
@@ -215,12 +261,9 @@ PADA_HD void build_top(const double* mass, int64_t num_blocks, int log_top, doub
     else
       heavy[nh++] = b;
   }
-  alias_sweep(
-      nl, [&](int64_t i) { return light[i]; }, nh, [&](int64_t i) { return heavy[i]; }, p,
-      [&](int64_t b, double own, int64_t a) {
-        thr[b] = top_threshold(own);
-        alias[b] = a;
-      });
+  top_sweep(
+      nl, [&](int64_t i) { return light[i]; }, nh, [&](int64_t i) { return heavy[i]; }, p, thr,
+      alias);
 }
 
 // U < threshold, where U's first 32 bits are `hi` and the rest are drawn only
@@ -265,6 +308,15 @@ PADA_HD int64_t draw_resolve(const Philox4& r, uint64_t seed, uint64_t s, uint64
   const uint64_t alt = block_start | (entry & ((uint64_t{1} << kLocalAliasBits) - 1));
   const bool keep = accept_local(r.v[3], entry >> kLocalAliasBits, seed, s);
   return static_cast<int64_t>(select(keep, pos, alt));
+}
+
+// Draw s from start to end (the GPU's; the CPU splits it to prefetch the table).
+PADA_HD int64_t draw_one(uint64_t seed, uint64_t s, const uint64_t* top_thr,
+                         const int64_t* top_alias, int log_top, int log_block,
+                         const uint64_t* table) {
+  const Philox4 r = philox_draw(seed, s, 0);
+  const uint64_t pos = draw_position(r, seed, s, top_thr, top_alias, log_top, log_block);
+  return draw_resolve(r, seed, s, pos, table[pos], log_block);
 }
 
 }  // namespace swr

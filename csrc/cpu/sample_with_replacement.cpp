@@ -135,8 +135,8 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "sample_with_replacement_cpu", [&] {
     build_blocks(w.data_ptr<scalar_t>(), layout, mass.data(), &first_bad, table_ptr);
   });
-  double total = 0.0;
-  for (double m : mass) total += m;  // block order: the same sum on every backend
+  // The canonical lane order of the GPU's one-warp sum: the same on every backend.
+  const double total = swr::lane_order_sum(mass.data(), layout.num_blocks);
   check_sample_with_replacement_status(w, std::min(first_bad, w.numel()), total);
 
   const int64_t top_size = int64_t{1} << layout.log_top;

@@ -4,9 +4,13 @@
 //   1. one warp per block of L <= 4096 weights: the block's mass in the
 //      canonical lane order, validation, light/heavy lists in slot order
 //      (ballot compaction), then lane 0 runs the sweep;
-//   2. one thread builds the top-level table over the block masses;
+//   2. one warp builds the top-level table over the block masses the same way
+//      (the total is the same lane-order sum);
 //   3. one thread per draw.
-// The only host synchronisation is reading back the validation status.
+// The lane logic of 1 and 2 and the draw grid are the PADA_HD functions of
+// csrc/common/sample_with_replacement_warp.h, replayed on the host by
+// tests/cpp/test_swr_warp_replay.cpp. The only host synchronisation is reading
+// back the validation status (so the op cannot be captured in a CUDA graph).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -17,91 +21,90 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "../common/checks.h"
-#include "../common/sample_with_replacement.h"
+#include "../common/sample_with_replacement_warp.h"
 
 namespace pada {
 namespace {
 
-constexpr int kWarp = 32;
+namespace warp = swr::warp;
+constexpr unsigned kFull = warp::kFullMask;
 constexpr int kMaxSlots = 1 << swr::kMaxLogBlock;
 
+// The fold of step 2, from shuffles of this lane's partial.
+__device__ __forceinline__ warp::Partial fold_warp(const warp::Partial& mine) {
+  return warp::fold_lanes([&](int l) {
+    return warp::Partial{__shfl_sync(kFull, mine.sum, l), __shfl_sync(kFull, mine.bad, l)};
+  });
+}
+
+// Step 3 over `size` slots whose scaled masses are p(k), into `lists`.
+template <typename Lists, typename P>
+__device__ __forceinline__ warp::Counts compact_warp(int lane, int64_t size, const P& p,
+                                                     const Lists& lists) {
+  warp::Counts c{0, 0};
+  for (int64_t base = 0; base < size; base += swr::kLanes) {
+    const int64_t k = warp::round_slot(base, lane, size);
+    const unsigned lights = __ballot_sync(kFull, k >= 0 && p(k) < 1.0);
+    c = warp::compaction_round(lane, base, size, lights, lists, c);
+  }
+  __syncwarp();  // lane 0's sweep reads every lane's list entries
+  return c;
+}
+
+// One warp per block of L = 2^log_block weights.
 template <typename T>
 __global__ void build_blocks_kernel(const T* __restrict__ w, int64_t n, int log_block,
                                     double* __restrict__ mass, uint64_t* __restrict__ table,
                                     unsigned long long* __restrict__ first_bad) {
-  __shared__ uint16_t light[kMaxSlots];
-  __shared__ uint16_t heavy[kMaxSlots];
+  __shared__ uint16_t list_slots[kMaxSlots];  // 8 KiB: see SplitLists
   const int lane = threadIdx.x;
   const int64_t L = int64_t{1} << log_block;
   const int64_t b = blockIdx.x;
   const T* wb = w + b * L;
   const int64_t len = min(L, n - b * L);
 
-  // Lane l sums slots l, l + 32, ... in order; lane sums are folded in lane order.
-  double acc = 0.0;
-  int64_t bad = INT64_MAX;
-  for (int64_t k = lane; k < len; k += kWarp) {
-    const T v = wb[k];
-    if (swr::bad_weight(v) && k < bad) bad = k;
-    acc = add_rn(acc, static_cast<double>(v));
-  }
-  double m = 0.0;
-  for (int l = 0; l < kWarp; ++l) m = add_rn(m, __shfl_sync(0xffffffffu, acc, l));
-  for (int off = kWarp / 2; off > 0; off /= 2) {
-    const int64_t other = __shfl_xor_sync(0xffffffffu, bad, off);
-    bad = other < bad ? other : bad;
-  }
+  const warp::Partial f = fold_warp(warp::lane_partial(wb, len, lane));
+  const double m = f.sum;
   if (lane == 0) {
     mass[b] = m;
-    if (bad != INT64_MAX) atomicMin(first_bad, static_cast<unsigned long long>(b * L + bad));
+    if (f.bad != INT64_MAX) atomicMin(first_bad, static_cast<unsigned long long>(b * L + f.bad));
   }
   uint64_t* tb = table + b * L;
   if (!(m > 0.0)) {
-    for (int64_t k = lane; k < L; k += kWarp) tb[k] = 0;
+    warp::zero_fill_lane(tb, L, lane);  // never chosen by the top level
     return;
   }
   const double scale = static_cast<double>(L) / m;
   auto p = [&](int64_t k) -> double {
-    return k < len ? swr::scaled_mass(static_cast<double>(wb[k]), L, m, scale) : 0.0;
+    return swr::block_slot_mass(wb, len, k, static_cast<double>(L), m, scale);
   };
-
-  // Order-preserving compaction: the rank of a slot among the lights (heavies)
-  // of its 32-slot group is the number of lower lanes with the same class.
-  int nl = 0, nh = 0;
-  const unsigned lower = (1u << lane) - 1u;
-  for (int64_t base = 0; base < L; base += kWarp) {
-    const int64_t k = base + lane;
-    const bool is_light = p(k) < 1.0;
-    const unsigned lights = __ballot_sync(0xffffffffu, is_light);
-    if (is_light)
-      light[nl + __popc(lights & lower)] = static_cast<uint16_t>(k);
-    else
-      heavy[nh + __popc(~lights & lower)] = static_cast<uint16_t>(k);
-    nl += __popc(lights);
-    nh += kWarp - __popc(lights);
-  }
-  __syncwarp();
-  if (lane != 0) return;
-  swr::alias_sweep(
-      nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
-      [&](int64_t i) -> int64_t { return heavy[i]; }, p,
-      [&](int64_t k, double own, int64_t alias) {
-        tb[k] = (swr::local_threshold(own) << swr::kLocalAliasBits) | static_cast<uint64_t>(alias);
-      });
+  const warp::SplitLists<uint16_t> lists{list_slots, L};
+  const warp::Counts c = compact_warp(lane, L, p, lists);
+  if (lane == 0) swr::block_sweep(c.nl, warp::light_of(lists), c.nh, warp::heavy_of(lists), p, tb);
 }
 
-// Sequential on purpose: the sum in block order is what the CPU computes.
+// One warp: the total over the block masses (the same lane-order sum as a
+// block's mass), then the top-level lists; lane 0 runs the sweep, which is
+// serial by nature (each step depends on the previous residual).
 __global__ void build_top_kernel(const double* __restrict__ mass, int64_t num_blocks, int log_top,
                                  double* __restrict__ total_out, uint64_t* __restrict__ thr,
                                  int64_t* __restrict__ alias, int64_t* __restrict__ scratch) {
-  double total = 0.0;
-  for (int64_t b = 0; b < num_blocks; ++b) total = add_rn(total, mass[b]);
-  *total_out = total;
+  const int lane = threadIdx.x;
+  const double total = fold_warp(warp::lane_partial(mass, num_blocks, lane)).sum;
+  if (lane == 0) *total_out = total;
   if (!(total > 0.0) || isinf(total)) return;
   const int64_t T = int64_t{1} << log_top;
-  swr::build_top(mass, num_blocks, log_top, total, thr, alias, scratch, scratch + T);
+  const double scale = static_cast<double>(T) / total;
+  auto p = [&](int64_t b) -> double {
+    return swr::top_slot_mass(mass, num_blocks, b, static_cast<double>(T), total, scale);
+  };
+  const warp::SplitLists<int64_t> lists{scratch, T};
+  const warp::Counts c = compact_warp(lane, T, p, lists);
+  if (lane == 0)
+    swr::top_sweep(c.nl, warp::light_of(lists), c.nh, warp::heavy_of(lists), p, thr, alias);
 }
 
 __global__ void draw_kernel(const int64_t* __restrict__ seed_ptr, int64_t num_samples,
@@ -109,14 +112,10 @@ __global__ void draw_kernel(const int64_t* __restrict__ seed_ptr, int64_t num_sa
                             const int64_t* __restrict__ top_alias, int log_top, int log_block,
                             const uint64_t* __restrict__ table, int64_t* __restrict__ out) {
   const uint64_t seed = static_cast<uint64_t>(*seed_ptr);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; s < num_samples;
-       s += stride) {
-    const uint64_t us = static_cast<uint64_t>(s);
-    const Philox4 r = philox_draw(seed, us, 0);
-    const uint64_t pos = swr::draw_position(r, seed, us, top_thr, top_alias, log_top, log_block);
-    out[s] = swr::draw_resolve(r, seed, us, pos, table[pos], log_block);
-  }
+  const int64_t stride = warp::draw_stride(gridDim.x);
+  for (int64_t s = warp::draw_first(blockIdx.x, threadIdx.x); s < num_samples; s += stride)
+    out[s] = swr::draw_one(seed, static_cast<uint64_t>(s), top_thr, top_alias, log_top, log_block,
+                           table);
 }
 
 at::Tensor sample_with_replacement_cuda(const at::Tensor& weights, int64_t num_samples,
@@ -130,8 +129,9 @@ at::Tensor sample_with_replacement_cuda(const at::Tensor& weights, int64_t num_s
   const int64_t T = int64_t{1} << layout.log_top;
   const auto long_opts = w.options().dtype(at::kLong);
 
-  // One allocation for the small per-call buffers: masses, status, top table.
-  at::Tensor small = at::empty({layout.num_blocks + 2 + 4 * T}, long_opts);
+  // One allocation for the small per-call buffers: masses, status, top table
+  // and the top level's lists (T entries).
+  at::Tensor small = at::empty({layout.num_blocks + 2 + 3 * T}, long_opts);
   auto* mass = reinterpret_cast<double*>(small.data_ptr<int64_t>());
   auto* first_bad = reinterpret_cast<unsigned long long*>(mass + layout.num_blocks);
   auto* total = reinterpret_cast<double*>(first_bad + 1);
@@ -141,34 +141,45 @@ at::Tensor sample_with_replacement_cuda(const at::Tensor& weights, int64_t num_s
   at::Tensor table = at::empty({layout.num_blocks << layout.log_block}, long_opts);
   auto* table_ptr = reinterpret_cast<uint64_t*>(table.data_ptr<int64_t>());
 
+  // Validation must raise here, so the host waits for the status: that sync is
+  // why the op is tagged cudagraph_unsafe (csrc/pada.cpp). Fail clearly rather
+  // than let the capture break on the sync.
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &capturing));
+  TORCH_CHECK(capturing == cudaStreamCaptureStatusNone,
+              "sample_with_replacement cannot be captured in a CUDA graph: it reads the weights' "
+              "validation status back to the host");
+
   C10_CUDA_CHECK(cudaMemsetAsync(first_bad, 0x7F, sizeof(*first_bad), stream));  // "none"
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "sample_with_replacement_cuda", [&] {
-    build_blocks_kernel<scalar_t><<<static_cast<unsigned>(layout.num_blocks), kWarp, 0, stream>>>(
-        w.data_ptr<scalar_t>(), layout.n, layout.log_block, mass, table_ptr, first_bad);
+    build_blocks_kernel<scalar_t>
+        <<<static_cast<unsigned>(layout.num_blocks), swr::kLanes, 0, stream>>>(
+            w.data_ptr<scalar_t>(), layout.n, layout.log_block, mass, table_ptr, first_bad);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  build_top_kernel<<<1, 1, 0, stream>>>(mass, layout.num_blocks, layout.log_top, total, top_thr,
-                                        top_alias, scratch);
+  build_top_kernel<<<1, swr::kLanes, 0, stream>>>(mass, layout.num_blocks, layout.log_top, total,
+                                                  top_thr, top_alias, scratch);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-  struct {
-    unsigned long long first_bad;
-    double total;
-  } status;
-  C10_CUDA_CHECK(
-      cudaMemcpyAsync(&status, first_bad, sizeof(status), cudaMemcpyDeviceToHost, stream));
+  // (first_bad, total) into pinned memory: a pageable destination would make
+  // the copy itself synchronous and staged.
+  const at::Tensor status =
+      at::empty({2}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  C10_CUDA_CHECK(cudaMemcpyAsync(status.data_ptr<int64_t>(), first_bad, 2 * sizeof(int64_t),
+                                 cudaMemcpyDeviceToHost, stream));
   C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+  unsigned long long status_bad;
+  double status_total;
+  std::memcpy(&status_bad, status.data_ptr<int64_t>(), sizeof(status_bad));
+  std::memcpy(&status_total, status.data_ptr<int64_t>() + 1, sizeof(status_total));
   check_sample_with_replacement_status(
-      w, static_cast<int64_t>(std::min<unsigned long long>(status.first_bad, w.numel())),
-      status.total);
+      w, static_cast<int64_t>(std::min<unsigned long long>(status_bad, w.numel())), status_total);
 
   at::Tensor out = at::empty({num_samples}, long_opts);
   if (num_samples > 0) {
-    constexpr int kThreads = 256;
-    const int64_t blocks = std::min<int64_t>((num_samples + kThreads - 1) / kThreads, 65536);
-    draw_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        seed.data_ptr<int64_t>(), num_samples, top_thr, top_alias, layout.log_top, layout.log_block,
-        table_ptr, out.data_ptr<int64_t>());
+    draw_kernel<<<static_cast<unsigned>(warp::draw_blocks(num_samples)), warp::kDrawThreads, 0,
+                  stream>>>(seed.data_ptr<int64_t>(), num_samples, top_thr, top_alias,
+                            layout.log_top, layout.log_block, table_ptr, out.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return out;

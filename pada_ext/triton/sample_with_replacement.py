@@ -8,22 +8,27 @@ with the same Philox4x32-10 words. Three launches:
 * ``_block_kernel``, one program per block of L slots: block mass in the
   canonical 32-lane order, first invalid weight, scaled masses, then the block's
   alias table (order-preserving compaction by cumsum, then the sequential sweep);
-* ``_top_kernel``, one program: total in block order, first invalid index, and
-  the alias table over the 2^log_top blocks;
+* ``_top_kernel``, one program: total (in the same lane order as a block's
+  mass), first invalid index, and the alias table over the 2^log_top blocks;
 * ``_draw_kernel``, one program per DRAW_BLOCK samples.
 
-The host reads two numbers between the last two launches to raise the same
-errors as the CPU kernel. The sweep's running sums are sequential by design
-(the order of float additions fixes the table), so it is a scalar loop.
+The host reads two numbers between the last two launches (through pinned
+memory) to raise the same errors as the CPU kernel; that sync makes the op
+unfit for CUDA graph capture (tagged cudagraph_unsafe where torch has the tag).
+The sweep's running sums are sequential by design (the order of float
+additions fixes the table), so it is a scalar loop.
 Loops over run-time bounds are `while` loops: triton 3.6's interpreter cannot
 take range() of a tensor (a kernel argument or a loaded value) with numpy 2.
 """
 
+import inspect
 import math
 
 import torch
 import triton
 import triton.language as tl
+
+from . import device_guard
 
 MAX_LOG_BLOCK = 12  # kMaxLogBlock: blocks of at most 4096 slots
 LOCAL_ALIAS_BITS = tl.constexpr(12)  # entry = (52-bit threshold << 12) | local alias
@@ -202,12 +207,17 @@ def _top_kernel(
     status_ptr,
     CH: tl.constexpr,
 ):
-    # Total in block order, as every backend sums it.
-    total = tl.zeros([], tl.float64)
+    # Total in block_mass()'s lane order, as every backend sums it: lane l adds
+    # blocks l, l + 32, ... in turn, the 32 lane sums are folded in lane order.
+    lanes = tl.arange(0, 32)
+    acc = tl.zeros([32], tl.float64)
     b = tl.zeros([], tl.int32)
     while b < num_blocks:
-        total += tl.load(mass_ptr + b)
-        b += 1
+        acc += tl.load(mass_ptr + b + lanes, mask=b + lanes < num_blocks, other=0.0)
+        b += 32
+    total = tl.zeros([], tl.float64)
+    for lane in tl.static_range(32):
+        total += tl.sum(tl.where(lanes == lane, acc, 0.0), 0)
     first_bad = tl.zeros([], tl.int64) + n
     c = tl.zeros([], tl.int32)
     while c < num_blocks:
@@ -335,7 +345,26 @@ def _check_status(w, first_bad: int, total: float):
 
 def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torch.Tensor:
     _check_args(weights, num_samples, seed)
-    w = weights.contiguous()
+    with device_guard("sample_with_replacement", weights, seed):
+        return _launch_on_device(weights.contiguous(), num_samples, seed)
+
+
+def _read_status(status: torch.Tensor) -> torch.Tensor:
+    # The one host synchronisation: errors must be raised here.
+    if status.device.type != "cuda":
+        return status
+    host = torch.empty(2, dtype=torch.int64, pin_memory=True)
+    host.copy_(status, non_blocking=True)
+    torch.cuda.current_stream(status.device).synchronize()
+    return host
+
+
+def _launch_on_device(w: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torch.Tensor:
+    if w.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            "sample_with_replacement cannot be captured in a CUDA graph: it reads the weights' "
+            "validation status back to the host"
+        )
     n = w.numel()
     log_block = min(_ceil_log2(n), MAX_LOG_BLOCK)
     L = 1 << log_block
@@ -382,7 +411,7 @@ def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torc
         CH=TOP_CHUNK,
         **_LAUNCH,
     )
-    st = status.cpu()  # the one host synchronisation: errors must be raised here
+    st = _read_status(status)
     _check_status(w, min(int(st[0]), n), float(st[1:].view(torch.float64)[0]))
 
     out = torch.empty(num_samples, dtype=i64, device=dev)
@@ -402,11 +431,23 @@ def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torc
     return out
 
 
-@torch.library.custom_op("pada_triton::sample_with_replacement", mutates_args=())
+# The status sync cannot be captured in a CUDA graph; the tag (newer torch) says so.
+_OP_OPTIONS = {}
+if hasattr(torch.Tag, "cudagraph_unsafe") and (
+    "tags" in inspect.signature(torch.library.custom_op).parameters
+):
+    _OP_OPTIONS["tags"] = (torch.Tag.cudagraph_unsafe,)
+
+
+@torch.library.custom_op("pada_triton::sample_with_replacement", mutates_args=(), **_OP_OPTIONS)
 def sample_with_replacement(
     weights: torch.Tensor, num_samples: int, seed: torch.Tensor
 ) -> torch.Tensor:
-    """num_samples indices drawn i.i.d. with P(i) = weights[i] / sum(weights); see pada_ext.ops."""
+    """num_samples indices drawn i.i.d. with P(i) = weights[i] / sum(weights); see pada_ext.ops.
+
+    Synchronises with the host to validate the weights, so it cannot be captured
+    in a CUDA graph (tagged ``torch.Tag.cudagraph_unsafe`` where torch has it).
+    """
     return _launch(weights, num_samples, seed)
 
 

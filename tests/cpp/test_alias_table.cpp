@@ -158,8 +158,7 @@ void check_weights(const std::vector<W>& w, const std::string& ctx, Stats& stats
     swr::build_block(w.data() + b * L, len, layout.log_block, mass[b], table.data() + b * L,
                      p.data(), light.data(), heavy.data());
   }
-  double total = 0.0;
-  for (double m : mass) total += m;
+  const double total = swr::lane_order_sum(mass.data(), layout.num_blocks);
 
   const int64_t T = int64_t{1} << layout.log_top;
   std::vector<uint64_t> top_thr(T);
