@@ -146,6 +146,9 @@ class ImportanceSampler(Sampler[int]):
         self.status = torch.zeros(2, dtype=torch.int64, device=dev)
         # The scores the current epoch draws from, frozen by set_epoch.
         self.epoch_scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
+        if self.labels is not None and self._placed:
+            self.labels = to_device(self.labels, dev)
+            self.class_sizes = to_device(self.class_sizes, dev)
         self.epoch = 0
         self.tau = self._tau(0)
         self._applied_epoch = None

@@ -45,6 +45,8 @@ class PathSampler:
     queued ``lag + 1`` records back (an event wait, not a device sync). With
     ``lag=0`` that is the step just trained, so the host waits for its backward;
     ``lag=1`` lets the host queue the next step while the GPU finishes this one.
+    Distributed, ``update="step"`` all-reduces the scores at every record (so
+    every rank draws the same paths); ``update="epoch"`` once per epoch.
 
     Args:
         edges: the decisions of the search space, in path order. Each is an
