@@ -345,9 +345,6 @@ def _autocast_input(logits: torch.Tensor) -> torch.Tensor:
     try:
         active = torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4 takes no device type
-        active = (
-            torch.is_autocast_cpu_enabled()
-            if device_type == "cpu"
-            else (torch.is_autocast_enabled())
-        )
+        cpu = device_type == "cpu"
+        active = torch.is_autocast_cpu_enabled() if cpu else torch.is_autocast_enabled()
     return logits.float() if active else logits

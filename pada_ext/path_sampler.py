@@ -61,8 +61,8 @@ class PathSampler:
         shared: one distribution shared by all decisions (the authors' choice)
             or one per decision.
         update: ``"epoch"`` (the distribution changes at :meth:`set_epoch`, the
-            authors' choice) or ``"step"`` (after every :meth:`record`; reads the
-            see ``lag``). Table 4 of the paper compares both.
+            authors' choice) or ``"step"`` (after every :meth:`record`; see
+            ``lag``). Table 4 of the paper compares both.
         norm: a step's score of an op: ``"l2"`` (the L2 norm of all its gradient
             elements on the path; with a shared distribution, the root mean square
             over the decisions that chose it) or ``"paper"`` (the authors': the sum
