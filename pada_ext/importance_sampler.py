@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from . import _distributed, ops
+from ._transfer import to_device
 from .schedules import ScheduleSpec, make_schedule
 
 RULES = {
@@ -63,6 +64,13 @@ class ImportanceSampler(Sampler[int]):
 
     Non-finite scores (from NaN or infinite logits) never enter the table: they
     are skipped and counted in :attr:`skipped_scores`.
+
+    Host syncs on CUDA: none per step (:meth:`update`, :meth:`cross_entropy`
+    with or without ``reweight``; CPU index batches are copied to the device
+    from pinned memory, non-blocking). Once per epoch: :meth:`set_epoch` reads
+    the status counters (to raise on out-of-range indices), and iterating reads
+    the epoch's draw back (``sample_with_replacement`` also checks its weights).
+    :attr:`skipped_scores` is a sync wherever it is read.
     """
 
     def __init__(
@@ -138,6 +146,9 @@ class ImportanceSampler(Sampler[int]):
         self.status = torch.zeros(2, dtype=torch.int64, device=dev)
         # The scores the current epoch draws from, frozen by set_epoch.
         self.epoch_scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
+        if self.labels is not None and self._placed:
+            self.labels = to_device(self.labels, dev)
+            self.class_sizes = to_device(self.class_sizes, dev)
         self.epoch = 0
         self.tau = self._tau(0)
         self._applied_epoch = None
@@ -161,10 +172,13 @@ class ImportanceSampler(Sampler[int]):
     # -- scores ------------------------------------------------------------------
     def _place(self, device: torch.device):
         if not self._placed:
+            # Called from the first update: the tables (zeros, or a loaded state)
+            # are queued from pinned memory (no host sync).
             for name in ("scores", "visited", "status", "epoch_scores"):
-                setattr(self, name, getattr(self, name).to(device))
+                setattr(self, name, to_device(getattr(self, name), device))
             if self.labels is not None:
-                self.labels = self.labels.to(device)
+                self.labels = to_device(self.labels, device)
+                self.class_sizes = to_device(self.class_sizes, device)
             self._q = None
             self._placed = True
         elif device != self.scores.device:
@@ -184,15 +198,17 @@ class ImportanceSampler(Sampler[int]):
                 f"and {tuple(scores.shape)}"
             )
         self._place(scores.device)
-        indices = indices.to(scores.device)
+        if self.labels is not None and indices.numel() and indices.device.type == "cpu":
+            # checked on the host, where the batch's indices are, before the copy
+            if int(indices.min()) < 0 or int(indices.max()) >= self.n:
+                raise IndexError(f"an index is out of range for {self.n} samples")
+        indices = to_device(indices, scores.device)
         if self.labels is not None:
-            if indices.numel() and indices.device.type == "cpu":
-                if int(indices.min()) < 0 or int(indices.max()) >= self.n:
-                    raise IndexError(f"an index is out of range for {self.n} samples")
             # An out-of-range index becomes key -1, which importance_update_ counts
             # (raised at set_epoch) instead of crediting some class.
             valid = (indices >= 0) & (indices < self.n)
-            indices = torch.where(valid, self.labels[indices.clamp(0, self.n - 1)], -1)
+            keys = self.labels.index_select(0, indices.clamp(0, self.n - 1).long())
+            indices = torch.where(valid, keys, -1)
         ops.importance_update_(self.scores, self.visited, self.status, indices, scores, self.decay)
 
     def cross_entropy(self, logits, targets, indices, *, reweight: bool = False, **kwargs):
@@ -201,6 +217,7 @@ class ImportanceSampler(Sampler[int]):
         sample's loss is multiplied by its importance weight ``1 / (N q_i)``,
         which makes the expected loss that of uniform sampling."""
         reduction = kwargs.pop("reduction", "mean")
+        logits = _autocast_input(logits)
         if not reweight:
             loss, norms = ops.cross_entropy_with_grad_norm(
                 logits, targets, reduction=reduction, **kwargs
@@ -232,9 +249,10 @@ class ImportanceSampler(Sampler[int]):
         Calling it again for the epoch already started changes nothing."""
         if epoch == self._applied_epoch:
             return
-        if int(self.status[0]) > 0:
+        bad = int(self.status[0])  # the epoch's host sync (the status counters)
+        if bad > 0:
             raise IndexError(
-                f"ImportanceSampler: {int(self.status[0])} scores had a dataset index out of "
+                f"ImportanceSampler: {bad} scores had a dataset index out of "
                 f"range for {self.scores.numel()} entries (reported late on CUDA)"
             )
         _distributed.merge_visited_mean(self.scores, self.visited)
@@ -253,8 +271,8 @@ class ImportanceSampler(Sampler[int]):
             s = self.epoch_scores.to(torch.float64)
             total = s.sum()
             if self.labels is not None:  # spread each class's score over its samples
-                s = s / self.class_sizes.to(s.device).clamp_min(1.0)
-                s = s[self.labels]
+                s = s / to_device(self.class_sizes, s.device).clamp_min(1.0)
+                s = s.index_select(0, self.labels)
             importance = torch.where(
                 total > 0, s / total.clamp_min(torch.finfo(torch.float64).tiny), 1.0 / self.n
             )
@@ -264,18 +282,19 @@ class ImportanceSampler(Sampler[int]):
     def importance_weights(self, indices: torch.Tensor) -> torch.Tensor:
         """``1 / (N q_i)`` for the given dataset indices under this epoch's q."""
         q = self.distribution()
-        indices = torch.as_tensor(indices).to(q.device)
-        return (1.0 / (self.n * q[indices])).to(torch.float32)
+        indices = to_device(torch.as_tensor(indices), q.device)
+        return (1.0 / (self.n * q.index_select(0, indices.long()))).to(torch.float32)
 
     def epoch_indices(self) -> torch.Tensor:
-        """The whole epoch's draw over all ranks: the same on every rank."""
+        """The whole epoch's draw over all ranks: the same on every rank, and the
+        same on CPU and CUDA (the seed comes from a CPU generator)."""
         q = self.distribution()
-        g = torch.Generator(device=q.device).manual_seed(self.seed + self.epoch)
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
         return ops.sample_with_replacement(q, self.per_replica * self.num_replicas, generator=g)
 
     def __iter__(self) -> Iterator[int]:
         draw = self.epoch_indices()
-        return iter(draw[self.rank :: self.num_replicas].tolist())
+        return iter(draw[self.rank :: self.num_replicas].tolist())  # once per epoch: a sync
 
     def __len__(self) -> int:
         return self.per_replica
@@ -315,3 +334,17 @@ class ImportanceSampler(Sampler[int]):
         self._applied_epoch = state["applied_epoch"]
         self.tau = self._tau(self.epoch)
         self._q = None
+
+
+def _autocast_input(logits: torch.Tensor) -> torch.Tensor:
+    """Under autocast, ``F.cross_entropy`` runs in float32 (autocast's float32 list);
+    the fused op has no autocast rule of its own, so its logits are cast here alike."""
+    if not isinstance(logits, torch.Tensor) or logits.dtype == torch.float32:
+        return logits
+    device_type = logits.device.type
+    try:
+        active = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        cpu = device_type == "cpu"
+        active = torch.is_autocast_cpu_enabled() if cpu else torch.is_autocast_enabled()
+    return logits.float() if active else logits

@@ -8,7 +8,9 @@ class IndexedDataset(Dataset):
 
     ``(x, y)`` becomes ``(x, y, i)``; a non-tuple item ``x`` becomes ``(x, i)``.
     The index is what :class:`ImportanceSampler` needs to credit each sample's
-    score to the right entry.
+    score to the right entry. It is a host int, so a ``DataLoader`` batch holds
+    the indices as a CPU int64 tensor (pinned with ``pin_memory=True``): pass it
+    as it is; the sampler queues its copy to the scores' device without a sync.
     """
 
     def __init__(self, dataset):

@@ -3,7 +3,7 @@
 import math
 import operator
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Optional
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import _distributed, ops
+from ._transfer import HostCopy, to_device
 from .schedules import ScheduleSpec, make_schedule
 
 # rule: (decay, restart every epoch)
@@ -36,6 +37,17 @@ class PathSampler:
     (:func:`pada_ext.ops.grouped_grad_norm`) and updates the scores on the
     parameters' device with no host sync.
 
+    Host syncs on CUDA: :meth:`set_epoch` reads the scores back once per epoch.
+    Per step, :meth:`record` never syncs. A path is a host decision (it picks
+    the modules to run), so with ``update="step"`` :meth:`sample` needs the
+    distribution that a :meth:`record` computed on the device: ``record``
+    queues its copy into pinned host memory, and ``sample`` waits for the copy
+    queued ``lag + 1`` records back (an event wait, not a device sync). With
+    ``lag=0`` that is the step just trained, so the host waits for its backward;
+    ``lag=1`` lets the host queue the next step while the GPU finishes this one.
+    Distributed, ``update="step"`` all-reduces the scores at every record (so
+    every rank draws the same paths); ``update="epoch"`` once per epoch.
+
     Args:
         edges: the decisions of the search space, in path order. Each is an
             ``nn.ModuleList`` of its K candidate ops (in op order), or a list of
@@ -49,8 +61,8 @@ class PathSampler:
         shared: one distribution shared by all decisions (the authors' choice)
             or one per decision.
         update: ``"epoch"`` (the distribution changes at :meth:`set_epoch`, the
-            authors' choice) or ``"step"`` (after every :meth:`record`; reads the
-            scores back to the host each step). Table 4 of the paper compares both.
+            authors' choice) or ``"step"`` (after every :meth:`record`; see
+            ``lag``). Table 4 of the paper compares both.
         norm: a step's score of an op: ``"l2"`` (the L2 norm of all its gradient
             elements on the path; with a shared distribution, the root mean square
             over the decisions that chose it) or ``"paper"`` (the authors': the sum
@@ -70,6 +82,10 @@ class PathSampler:
             they are replaced anyway, :meth:`record` notices, warns once and
             goes on without the buffer. All candidate-op parameters must share
             one dtype and device.
+        lag: with ``update="step"``, :meth:`sample` draws from the distribution
+            of ``lag`` records back (0: the latest, exactly per step; 1: one
+            step stale, so the host never waits for the step it just queued).
+            The same on every device.
     """
 
     def __init__(
@@ -85,6 +101,7 @@ class PathSampler:
         decay: Optional[float] = None,
         seed: Optional[int] = None,
         flat_grads: bool = False,
+        lag: int = 0,
     ):
         self.decisions = [_instances(e, k) for k, e in enumerate(edges)]
         if not self.decisions:
@@ -97,6 +114,11 @@ class PathSampler:
             raise ValueError("an edge has no candidate op")
         if update not in ("epoch", "step"):
             raise ValueError(f"update must be 'epoch' or 'step', got {update!r}")
+        if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
+            raise ValueError(f"lag must be an int >= 0, got {lag!r}")
+        if lag and update != "step":
+            raise ValueError(f"lag applies to update='step' only (update={update!r})")
+        self.lag = lag
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if rule not in RULES:
@@ -130,6 +152,7 @@ class PathSampler:
         self.epoch = 0
         self.delta = self._delta(0)
         self._applied_epoch = None
+        self._pending = deque()  # update="step": HostCopy of each record's distribution
         self._plans = OrderedDict()  # path -> precomputed grouping, LRU
         self._flat = self._install_flat_grads() if flat_grads else None
 
@@ -181,7 +204,8 @@ class PathSampler:
 
     # -- sampling -----------------------------------------------------------------
     def sample(self) -> list:
-        """One op index per decision, drawn from the current distribution."""
+        """One op index per decision, drawn from the current distribution (on the host)."""
+        self._adopt()
         d = len(self.decisions)
         if self.shared:
             draw = ops.sample_with_replacement(self.probs[0], d, generator=self.generator)
@@ -239,9 +263,10 @@ class PathSampler:
                 "params": params,
                 "groups": torch.tensor(groups, dtype=torch.int64),
                 "num_groups": len(params) if self.norm == "paper" else cells,
-                "mix": mix.to(self.device),
-                "inv_uses": inv_uses.to(self.device),
-                "on_path": on_path.to(self.device),
+                # queued from pinned memory: a new path's plan does not sync either
+                "mix": to_device(mix, self.device),
+                "inv_uses": to_device(inv_uses, self.device),
+                "on_path": to_device(on_path, self.device),
             }
         )
         self._plans[path] = plan
@@ -305,15 +330,27 @@ class PathSampler:
             )
         self.seen = self.seen | mask
         if self.update == "step":
-            self._refresh(self.delta)
+            # On the scores' device; the host copy is queued here, read by sample().
+            _distributed.merge_visited_mean(self.scores, self.seen)
+            self._pending.append(HostCopy(self._distribution(self.delta)))
 
     # -- distribution ---------------------------------------------------------------
-    def _refresh(self, delta: float) -> None:
-        _distributed.merge_visited_mean(self.scores, self.seen)
-        s = self.scores.detach().to("cpu", torch.float64)
+    def _distribution(self, delta: float) -> torch.Tensor:
+        """The distribution from the current scores, float64 on their device."""
+        s = self.scores.detach().double()
         total = s.sum(1, keepdim=True)
         importance = torch.where(total > 0, s / total.clamp_min(1e-300), 1.0 / self.num_ops)
-        self.probs = delta * importance + (1.0 - delta) / self.num_ops
+        return delta * importance + (1.0 - delta) / self.num_ops
+
+    def _adopt(self) -> None:
+        """update="step": makes the distribution of `lag` records back the current one."""
+        while len(self._pending) > self.lag:
+            self.probs = self._pending.popleft().wait()
+
+    def _refresh(self, delta: float) -> None:
+        _distributed.merge_visited_mean(self.scores, self.seen)
+        self.probs = self._distribution(delta).cpu()  # the epoch's one host sync
+        self._pending.clear()
 
     def set_epoch(self, epoch: int) -> None:
         """Starts `epoch`: merges the ranks' scores, rebuilds the distribution
@@ -332,7 +369,9 @@ class PathSampler:
 
     @property
     def probabilities(self) -> torch.Tensor:
-        """The current distribution: [1, K] when shared, else [decisions, K] (float64, CPU)."""
+        """The distribution the next :meth:`sample` draws from: [1, K] when shared, else
+        [decisions, K] (float64, CPU). With ``update="step"`` it may wait for a host copy."""
+        self._adopt()
         return self.probs
 
     def _check_path(self, path) -> tuple:
@@ -364,6 +403,7 @@ class PathSampler:
             "seen": self.seen.cpu(),
             "count": self.count.cpu(),
             "probs": self.probs.clone(),
+            "pending": [c.wait().clone() for c in self._pending],
             "seed": self.seed,
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
@@ -381,6 +421,7 @@ class PathSampler:
         self.seen = state["seen"].to(self.device)
         self.count = state["count"].to(self.device)
         self.probs = state["probs"].clone()
+        self._pending = deque(HostCopy(t) for t in state.get("pending", []))
         self.seed = int(state["seed"])
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])

@@ -4,6 +4,7 @@ DataLoader workers, distributed use and the authors' configuration."""
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import DEVICES, no_sync, requires_cuda
 from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -384,3 +385,122 @@ def test_nan_logits_do_not_poison_the_table():
     assert s.skipped_scores == 1
     assert s.epoch_scores[1] == 0 and (s.epoch_scores[[0, 2]] > 0).all()
     assert torch.isfinite(s.distribution()).all()
+
+
+# -- devices: the per-step path without host syncs, CPU and CUDA alike ------------------
+
+
+def classifier_data(n=96, features=7, classes=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    y = torch.randint(classes, (n,), generator=g)
+    return x, y
+
+
+def make_classifier(device, features=7, classes=5):
+    torch.manual_seed(3)
+    return torch.nn.Linear(features, classes).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "granularity,reweight,amp",
+    [("item", False, False), ("item", True, False), ("class", True, False), ("item", True, True)],
+    ids=["item", "item-reweight", "class-reweight", "item-reweight-bf16"],
+)
+def test_training_steps_do_not_sync(device, granularity, reweight, amp):
+    """A DataLoader epoch of IndexedDataset batches (indices on the host, pinned on
+    CUDA), the fused loss with scores, backward and SGD step, under torch's sync debug
+    mode "error" on CUDA: the first update places the tables, later epochs reweight."""
+    x, y = classifier_data()
+    data = IndexedDataset(TensorDataset(x, y))
+    labels = y if granularity == "class" else None
+    sampler = ImportanceSampler(
+        data, epochs=3, granularity=granularity, labels=labels, rule="ema", seed=2
+    )
+    loader = DataLoader(data, batch_size=16, sampler=sampler, pin_memory=device == "cuda")
+    model = make_classifier(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    dev_type = torch.device(device).type
+    for epoch in range(3):
+        sampler.set_epoch(epoch)  # the documented once-per-epoch read-backs
+        batches = list(loader)  # draws the epoch's list (a read-back): outside the check
+        with no_sync(device):
+            for xb, yb, idx in batches:
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                autocast = torch.autocast(dev_type, dtype=torch.bfloat16, enabled=amp)
+                with autocast:
+                    loss = sampler.cross_entropy(model(xb), yb, idx, reweight=reweight)
+                assert loss.dtype == torch.float32
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    assert sampler.scores.device.type == dev_type and sampler.visited.any()
+    assert sampler.skipped_scores == 0 and torch.isfinite(sampler.distribution()).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_cross_entropy_under_autocast_is_f_cross_entropys(device):
+    """bf16 autocast: the loss is computed in float32 as F.cross_entropy's is."""
+    x, y = classifier_data(n=12)
+    model = make_classifier(device)
+    x, y = x.to(device), y.to(device)
+    s = ImportanceSampler(12, tau=0.0, seed=0)
+    s.set_epoch(0)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        logits = model(x)
+        assert logits.dtype == torch.bfloat16
+        loss = s.cross_entropy(logits, y, torch.arange(12))
+        want = torch.nn.functional.cross_entropy(logits, y)
+    assert loss.dtype == want.dtype == torch.float32
+    torch.testing.assert_close(loss, want)
+    norms = (torch.softmax(logits.float(), 1) - torch.nn.functional.one_hot(y, 5)).norm(dim=1)
+    torch.testing.assert_close(s.scores, norms.detach(), rtol=1e-5, atol=1e-6)
+
+
+@requires_cuda
+@pytest.mark.parametrize("granularity", ["item", "class"])
+def test_cuda_run_matches_the_cpu_run_and_resumes_on_cuda(granularity):
+    """A classifier trained on CPU and on CUDA from the same batches: the same scores
+    and distributions (to float32 rounding), the same first epoch's list; a state_dict
+    moves between devices and then both draw the very same lists."""
+    x, y = classifier_data()
+    data = IndexedDataset(TensorDataset(x, y))
+    labels = y if granularity == "class" else None
+
+    def sampler(seed=4, device=None):
+        return ImportanceSampler(
+            data, epochs=4, granularity=granularity, labels=labels, seed=seed, device=device
+        )
+
+    samplers = {"cpu": sampler(), "cuda": sampler(device="cuda")}  # draws on CUDA from epoch 0
+    models = {d: make_classifier(d) for d in samplers}
+    opts = {d: torch.optim.SGD(m.parameters(), lr=0.1) for d, m in models.items()}
+    for epoch in range(3):
+        for s in samplers.values():
+            s.set_epoch(epoch)
+        lists = {d: list(s) for d, s in samplers.items()}
+        if epoch == 0:
+            assert lists["cuda"] == lists["cpu"]  # uniform on both: the very same draw
+        for idx in torch.tensor(lists["cpu"]).split(16):
+            for d in samplers:
+                xb, yb = x[idx].to(d), y[idx].to(d)
+                loss = samplers[d].cross_entropy(models[d](xb), yb, idx, reweight=True)
+                opts[d].zero_grad()
+                loss.backward()
+                opts[d].step()
+        torch.testing.assert_close(
+            samplers["cuda"].scores.cpu(), samplers["cpu"].scores, rtol=1e-4, atol=1e-6
+        )
+        torch.testing.assert_close(
+            samplers["cuda"].distribution().cpu(), samplers["cpu"].distribution(), rtol=1e-4, atol=0
+        )
+    assert samplers["cuda"].scores.is_cuda
+    resumed = sampler(seed=0, device="cuda")
+    resumed.load_state_dict(samplers["cpu"].state_dict())
+    back = sampler(seed=1)
+    back.load_state_dict(resumed.state_dict())
+    for s in (samplers["cpu"], resumed, back):
+        s.set_epoch(3)
+    assert resumed.scores.is_cuda
+    assert list(resumed) == list(samplers["cpu"]) == list(back)

@@ -2,12 +2,17 @@
 runs on a tiny supernet, determinism and the command line's outputs."""
 
 import json
+import os
+import pickle
 import random
+import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES, requires_cuda
 from pada_nas import __main__ as cli
+from pada_nas import data as datasets
 from pada_nas.metrics import GradVariance, kendall_tau, precision_at_top, top_k_count
 from pada_nas.nb201 import all_paths
 from pada_nas.train import SAMPLERS, load_split, make_config, train
@@ -149,3 +154,138 @@ def test_command_line_writes_documented_outputs(tmp_path, capsys):
         assert len(row[key]) == 2 and np.isfinite(row[key][0])
     for name in ("table.md", "kt.png", "gv.png"):
         assert (out / name).stat().st_size > 0
+
+
+# -- devices and mixed precision ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("amp", [None, "bf16"])
+def test_pada_trains_on_each_device_with_and_without_amp(device, amp, split):
+    cfg = make_config("small", **dict(TINY, device=device, amp=amp))
+    rec = train("pada", cfg, seed=0, eval_sets=fake_sets(), split=split, progress=False)
+    assert all(np.isfinite(rec["loss"])) and rec["loss"][-1] < rec["loss"][0]
+    assert rec["config"]["device"] == device and rec["config"]["amp"] == amp
+    assert all(0 <= a <= 1 for a in rec["final"]["random"]["supernet_acc"])
+    assert rec["data_scored"] > 100 and rec["path_scores"][3] > 0
+
+
+@requires_cuda
+@pytest.mark.parametrize("kind", ["spos", "pada"])
+def test_cuda_training_follows_the_cpu_run(kind, split):
+    """Two epochs, in which the paper's tau and delta are 0: the same paths and batches
+    on both devices, so the losses agree to float32 rounding (TF32 off)."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        recs = {
+            d: train(
+                kind,
+                make_config("small", **dict(TINY, epochs=2, device=d)),
+                seed=1,
+                eval_sets=fake_sets(),
+                split=split,
+                progress=False,
+            )
+            for d in ("cpu", "cuda")
+        }
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    assert recs["cuda"]["op_counts"] == recs["cpu"]["op_counts"]
+    np.testing.assert_allclose(recs["cuda"]["loss"], recs["cpu"]["loss"], rtol=1e-3)
+    np.testing.assert_allclose(recs["cuda"]["gv"], recs["cpu"]["gv"], rtol=1e-2)
+
+
+# -- CIFAR-10 from torchvision's on-disk format, offline ----------------------------------
+
+
+def write_fake_cifar10(root, per_batch=6, test=5, seed=0):
+    """A tiny cifar-10-batches-py folder in torchvision's format (pickled dicts of
+    uint8 rows [n, 3072] in CHW order and label lists; batches.meta has the names).
+    Its md5 sums are not CIFAR-10's, as a partial or local copy's would not be."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, datasets.CIFAR10_FOLDER)
+    os.makedirs(folder)
+    batches = {}
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test)]:
+        entry = {
+            "batch_label": name,
+            "labels": rng.integers(0, 10, n).tolist(),
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "filenames": [f"{name}_{i}.png" for i in range(n)],
+        }
+        batches[name] = entry
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(entry, f)
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072}, f)
+    return batches
+
+
+@pytest.fixture
+def no_torchvision(monkeypatch):
+    """Makes `import torchvision` fail: whatever runs cannot reach its downloader."""
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_cifar10_reads_the_folder_without_torchvision_or_network(
+    tmp_path, no_torchvision, download
+):
+    batches = write_fake_cifar10(tmp_path)
+    split = datasets.cifar10(str(tmp_path), download=download)  # files present: never downloads
+    train_names = [f"data_batch_{i}" for i in range(1, 6)]
+    raw = np.concatenate([batches[b]["data"] for b in train_names]).reshape(-1, 3, 32, 32)
+    labels = sum((batches[b]["labels"] for b in train_names), [])
+    assert split.x_train.shape == (30, 3, 32, 32) and split.x_test.shape == (5, 3, 32, 32)
+    assert split.y_train.tolist() == labels
+    assert split.y_test.tolist() == batches["test_batch"]["labels"]
+    assert split.num_classes == 10 and split.in_channels == 3 and split.name == "cifar10"
+    # per-channel standardisation with the training statistics, pixels in CHW order
+    x = torch.from_numpy(raw).float() / 255.0
+    mean, std = x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+    torch.testing.assert_close(split.x_train, (x - mean) / std)
+    test = torch.from_numpy(batches["test_batch"]["data"].reshape(-1, 3, 32, 32)).float() / 255.0
+    torch.testing.assert_close(split.x_test, (test - mean) / std)
+
+
+def test_cifar10_missing_files_without_download_name_the_folder(tmp_path, no_torchvision):
+    write_fake_cifar10(tmp_path)
+    os.remove(tmp_path / datasets.CIFAR10_FOLDER / "data_batch_3")
+    folder = os.path.abspath(tmp_path / datasets.CIFAR10_FOLDER)
+    with pytest.raises(FileNotFoundError, match="data_batch_3") as info:
+        datasets.cifar10(str(tmp_path), download=False)
+    assert folder in str(info.value)
+    empty = tmp_path / "empty"
+    with pytest.raises(FileNotFoundError, match="test_batch"):
+        datasets.cifar10(str(empty), download=False)
+    # allowed to download, the missing files need torchvision: a clear error, no traceback soup
+    with pytest.raises(RuntimeError, match="torchvision"):
+        datasets.cifar10(str(empty), download=True)
+
+
+def test_command_line_no_download_exits_naming_the_folder(tmp_path, no_torchvision):
+    args = ["--preset", "authors", "--no-download", "--data-root", str(tmp_path / "nowhere")]
+    args += ["--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress"]
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert os.path.abspath(tmp_path / "nowhere" / datasets.CIFAR10_FOLDER) in str(info.value.code)
+
+
+def test_cifar10_reader_matches_torchvision(tmp_path, monkeypatch):
+    """The reader gives torchvision's CIFAR10 images and labels (its md5 checks, which
+    the fake folder cannot pass, switched off for the comparison)."""
+    torchvision = pytest.importorskip(
+        "torchvision", reason="torchvision does not import with this torch (CPU build)"
+    )
+    import torchvision.datasets.cifar as tv_cifar
+
+    write_fake_cifar10(tmp_path)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
+    tv = [torchvision.datasets.CIFAR10(str(tmp_path), train=t, download=False) for t in (1, 0)]
+    split = datasets.cifar10(str(tmp_path), download=False)
+    xs = [torch.tensor(t.data).permute(0, 3, 1, 2).float() / 255.0 for t in tv]
+    mean, std = xs[0].mean((0, 2, 3), keepdim=True), xs[0].std((0, 2, 3), keepdim=True)
+    torch.testing.assert_close(split.x_train, (xs[0] - mean) / std)
+    torch.testing.assert_close(split.x_test, (xs[1] - mean) / std)
+    assert split.y_train.tolist() == tv[0].targets and split.y_test.tolist() == tv[1].targets

@@ -1,9 +1,12 @@
 """pada_ext.PathSampler on a NAS-Bench-201-style supernet: the authors' rule,
 the other rules and norms, sampling statistics, checkpoints, distributed use."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import DEVICES, no_sync, requires_cuda
 from pada_nas.nb201 import CONV_OPS, Supernet
 from scipy import stats
 
@@ -19,8 +22,9 @@ def tiny_supernet(seed=0, cells=2):
 
 def backward(model, path, seed, set_to_none=True):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(6, 3, 8, 8, generator=g)
-    y = torch.randint(3, (6,), generator=g)
+    device = next(model.parameters()).device
+    x = torch.randn(6, 3, 8, 8, generator=g).to(device)
+    y = torch.randint(3, (6,), generator=g).to(device)
     model.zero_grad(set_to_none=set_to_none)
     torch.nn.functional.cross_entropy(model(x, path), y).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -149,9 +153,10 @@ def test_samples_follow_the_distribution():
     assert stats.chisquare(counts.numpy(), (want * counts.sum()).numpy()).pvalue > 1e-4
 
 
-def test_record_does_not_sync_with_the_host(monkeypatch):
+@pytest.mark.parametrize("update", ["epoch", "step"])
+def test_record_does_not_sync_with_the_host(monkeypatch, update):
     model = tiny_supernet()
-    sampler = PathSampler(model.decisions(), delta=0.5, seed=0)
+    sampler = PathSampler(model.decisions(), delta=0.5, update=update, seed=0)
     path = [3, 2, 1, 3, 0, 4]
     backward(model, path, seed=0)
     sampler.record(path)  # warm the per-path plan
@@ -314,3 +319,141 @@ def test_flat_grads_needs_one_dtype():
     model.cells[0].edges[0][2].double()
     with pytest.raises(ValueError, match="one dtype"):
         PathSampler(model.decisions(), delta=0.5, flat_grads=True)
+
+
+# -- devices: the per-step path without host syncs, CPU and CUDA alike ------------------
+
+
+@contextlib.contextmanager
+def exact_cuda_math():
+    """Convolutions in float32 (no TF32) so that CUDA gradients match the CPU's closely."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(update="epoch"),
+        dict(update="step"),
+        dict(update="step", lag=1, flat_grads=True),
+        dict(update="step", shared=False, norm="paper", rule="paper"),
+        dict(rule="mean", flat_grads=True),
+    ],
+    ids=["epoch", "step", "step-lag1-flat", "step-per-edge-paper", "mean-flat"],
+)
+def test_training_steps_do_not_sync(device, kwargs):
+    """sample, forward, backward, SGD step and record under torch's sync debug mode
+    "error" on CUDA (any host sync raises), new paths (cold plans) included."""
+    model = tiny_supernet().to(device)
+    sampler = PathSampler(model.decisions(), epochs=3, seed=1, **kwargs)
+    flat = kwargs.get("flat_grads", False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (
+            torch.randn(6, 3, 8, 8, generator=g).to(device),
+            torch.randint(3, (6,), generator=g).to(device),
+        )
+        for _ in range(4)
+    ]
+
+    def step(x, y, path):
+        opt.zero_grad(set_to_none=not flat)
+        torch.nn.functional.cross_entropy(model(x, path), y).backward()
+        opt.step()
+        sampler.record(path)
+
+    step(*batches[0], [0, 1, 2, 3, 4, 3])  # lazy CUDA/cuDNN set-up of every op, unchecked
+    for epoch in range(3):
+        sampler.set_epoch(epoch)  # the documented once-per-epoch read-back
+        with no_sync(device):
+            for x, y in batches:
+                step(x, y, sampler.sample())
+    assert torch.isfinite(sampler.scores).all() and sampler.scores.device.type == device
+    assert sampler.scores.max() > 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lag_draws_from_the_distribution_one_record_back(device):
+    model = tiny_supernet().to(device)
+    exact = PathSampler(model.decisions(), delta=1.0, update="step", seed=0)
+    lagged = PathSampler(model.decisions(), delta=1.0, update="step", lag=1, seed=0)
+    for s in (exact, lagged):
+        s.set_epoch(0)
+    uniform = torch.full((1, 5), 0.2, dtype=torch.float64)
+    history = [uniform]
+    for k, path in enumerate(([2] * 6, [3] * 6, [2, 3, 2, 3, 2, 3])):
+        backward(model, path, seed=k)
+        exact.record(path)
+        lagged.record(path)
+        history.append(exact.probabilities.clone())
+        torch.testing.assert_close(lagged.probabilities, history[-2])
+    assert history[1][0, 2] == 1.0 and not torch.equal(history[2], history[1])
+    # a checkpoint keeps the distribution still waiting to be used
+    resumed = PathSampler(model.decisions(), delta=1.0, update="step", lag=1, seed=5)
+    resumed.load_state_dict(lagged.state_dict())
+    assert torch.equal(resumed.probabilities, lagged.probabilities)
+    backward(model, [4] * 6, seed=9)
+    resumed.record([4] * 6)
+    torch.testing.assert_close(resumed.probabilities, history[-1])
+    with pytest.raises(ValueError, match="lag"):
+        PathSampler(model.decisions(), delta=1.0, lag=1)
+    with pytest.raises(ValueError, match="lag"):
+        PathSampler(model.decisions(), delta=1.0, update="step", lag=-1)
+
+
+@requires_cuda
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(update="epoch"), dict(update="step"), dict(norm="paper", rule="paper", update="step")],
+    ids=["epoch", "step", "paper-step"],
+)
+def test_cuda_run_matches_the_cpu_run_and_resumes_on_cuda(kwargs):
+    """The same supernet on CPU and CUDA, fed the same paths and batches: the same
+    scores and distributions (to float32 rounding); a state_dict moves between them
+    and then both draw the same paths."""
+    with exact_cuda_math():
+        models = {d: tiny_supernet().to(d) for d in ("cpu", "cuda")}
+        samplers = {
+            d: PathSampler(models[d].decisions(), epochs=4, seed=7, **kwargs) for d in models
+        }
+        for epoch in range(3):
+            for s in samplers.values():
+                s.set_epoch(epoch)
+            for step in range(4):
+                path = samplers["cpu"].sample()
+                on_cuda = samplers["cuda"].sample()  # keeps the generators in step
+                if epoch == 0 and kwargs["update"] == "epoch":
+                    assert on_cuda == path  # uniform on both: the very same draw
+                for d, m in models.items():
+                    backward(m, path, seed=10 * epoch + step)
+                    samplers[d].record(path)
+                torch.testing.assert_close(
+                    samplers["cuda"].scores.cpu(), samplers["cpu"].scores, rtol=1e-4, atol=1e-6
+                )
+                torch.testing.assert_close(
+                    samplers["cuda"].probabilities,
+                    samplers["cpu"].probabilities,
+                    rtol=1e-4,
+                    atol=1e-7,
+                )
+        assert (
+            samplers["cuda"].scores.is_cuda and samplers["cuda"].probabilities.device.type == "cpu"
+        )
+        # resume on CUDA from the CPU run's checkpoint (and back): identical draws
+        resumed = PathSampler(models["cuda"].decisions(), epochs=4, seed=0, **kwargs)
+        resumed.load_state_dict(samplers["cpu"].state_dict())
+        assert resumed.scores.is_cuda
+        back = PathSampler(models["cpu"].decisions(), epochs=4, seed=0, **kwargs)
+        back.load_state_dict(resumed.state_dict())
+        for s in (samplers["cpu"], resumed, back):
+            s.set_epoch(3)
+        for _ in range(4):  # the same distribution and generator state: the same draws
+            path = samplers["cpu"].sample()
+            assert resumed.sample() == path and back.sample() == path

@@ -39,6 +39,20 @@ def parse(argv=None):
     p.add_argument("--ground-truth", default=str(experiment.DEFAULT_GROUND_TRUTH))
     p.add_argument("--out", default="python/runs/latest")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where to train and evaluate (default: cuda when available, else cpu)",
+    )
+    p.add_argument(
+        "--amp", choices=("bf16",), help="bfloat16 autocast of forward and loss (CPU or CUDA)"
+    )
+    p.add_argument("--data-root", default="./data", help="CIFAR-10 folder's parent")
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download CIFAR-10: fail, naming the folder, when its files are missing",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -46,6 +60,12 @@ def parse(argv=None):
 def main(argv=None):
     args = parse(argv)
     torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        sys.exit(f"--device {args.device!r}: {e}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: no CUDA GPU is visible to torch")
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     for s in samplers:
         if s not in SAMPLERS:
@@ -74,17 +94,23 @@ def main(argv=None):
     for key in ("epochs", "batch_size", "eval_every", "test_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    overrides["device"], overrides["amp"] = str(device), args.amp
     cfg = make_config(args.preset, rules=args.rules, **overrides)
     command = "python -m pada_nas " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    payload = experiment.run(
-        cfg,
-        samplers,
-        list(range(seeds)),
-        args.ground_truth,
-        args.out,
-        command=command,
-        progress=not args.no_progress,
-    )
+    try:
+        payload = experiment.run(
+            cfg,
+            samplers,
+            list(range(seeds)),
+            args.ground_truth,
+            args.out,
+            command=command,
+            progress=not args.no_progress,
+            data_root=args.data_root,
+            download=not args.no_download,
+        )
+    except FileNotFoundError as e:  # e.g. CIFAR-10 missing with --no-download
+        sys.exit(str(e))
     print()
     print(payload["table"])
     print(

@@ -1,13 +1,19 @@
 """Evaluating paths with the inherited supernet weights."""
 
+import contextlib
+
 import torch
 
 from .metrics import kendall_tau, precision_at_top
 
 
 @torch.no_grad()
-def evaluate_paths(model, paths, x, y, batch_size: int) -> list:
+def evaluate_paths(model, paths, x, y, batch_size: int, autocast=None) -> list:
     """Test accuracy of every path in `paths` with the supernet's weights.
+
+    Runs on the model's device (the split is copied there once) under `autocast`
+    (a context manager, e.g. ``torch.autocast``; default none), and reads the
+    counts back once for all paths.
 
     BatchNorm normalises with batch statistics, so every path sees the same
     batches in the same order: the split is cut into ``ceil(n / batch_size)``
@@ -16,17 +22,20 @@ def evaluate_paths(model, paths, x, y, batch_size: int) -> list:
     """
     was_training = model.training
     model.eval()  # BN keeps no running stats: it uses batch statistics in eval mode too
+    device = next(model.parameters()).device
+    x, y = x.to(device), y.to(device)
     pieces = -(-len(y) // batch_size)
     batches = list(zip(x.tensor_split(pieces), y.tensor_split(pieces)))
     counted = len(y)
-    accs = []
-    for path in paths:
-        correct = 0
-        for xb, yb in batches:
-            correct += int((model(xb, list(path)).argmax(1) == yb).sum())
-        accs.append(correct / counted)
+    corrects = []
+    with autocast if autocast is not None else contextlib.nullcontext():
+        for path in paths:
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for xb, yb in batches:
+                correct += (model(xb, list(path)).argmax(1) == yb).sum()
+            corrects.append(correct)
     model.train(was_training)
-    return accs
+    return [c / counted for c in torch.stack(corrects).tolist()] if corrects else []
 
 
 def rank_scores(pred, truth) -> dict:

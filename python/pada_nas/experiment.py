@@ -75,15 +75,27 @@ def markdown_table(summary: dict, set_names) -> str:
     return "\n".join(lines)
 
 
-def run(cfg, samplers, seeds, ground_truth, out_dir, command="", progress=True, plot=True):
+def run(
+    cfg,
+    samplers,
+    seeds,
+    ground_truth,
+    out_dir,
+    command="",
+    progress=True,
+    plot=True,
+    data_root="./data",
+    download=True,
+):
     """Trains every sampler with every seed (interleaved, so a slow spell of the
     shared machine does not hit one sampler only) and writes
-    ``results.json``, ``table.md`` and the plots to `out_dir`."""
+    ``results.json``, ``table.md`` and the plots to `out_dir`. `data_root` and
+    `download` locate CIFAR-10 (see :func:`pada_nas.data.cifar10`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     eval_sets, gt = load_ground_truth(ground_truth)
     set_names = sorted(eval_sets, key=lambda s: (s != "sub64", s))
-    split = training.load_split(cfg)
+    split = training.load_split(cfg, data_root, download)
     runs = []
     started = time.perf_counter()
     for seed in seeds:

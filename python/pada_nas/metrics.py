@@ -73,13 +73,14 @@ class GradVariance:
             torch._foreach_addcmul_(sqs, grads, grads)
 
     def epoch_value(self) -> float:
-        total, elements = 0.0, 0
+        total, elements = None, 0  # summed on the device in the same order: one read
         for i, c in self._count.items():
             if c >= 2:
                 mean = self._sum[i] / c
                 var = (self._sq[i] - c * mean * mean).clamp_min(0.0) / (c - 1)
-                total += float(var.sum())
+                total = var.sum() if total is None else total + var.sum()
                 elements += var.numel()
+        total = 0.0 if total is None else float(total)
         for i in self._count:
             self._sum[i].zero_()
             self._sq[i].zero_()

@@ -5,8 +5,13 @@ sampler for ``pada_ext.ImportanceSampler``; ``pa`` swaps the path draw for
 ``pada_ext.PathSampler``; ``pada`` does both. Everything else (model, optimizer,
 schedule, clipping, batch, number of steps) is identical, so the four differ
 only in what they sample.
+
+``Config.device`` places the supernet, its samplers and every batch (copied
+from pinned memory, non-blocking, on CUDA); ``Config.amp = "bf16"`` runs the
+forward and the loss under bfloat16 autocast (training and evaluation).
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -48,6 +53,8 @@ class Config:
     eval_every: int = 10  # ranking metrics every k epochs (and always at the last)
     curve_test_size: Optional[int] = 256  # test images for the intermediate evals
     test_size: Optional[int] = None  # test images for the final eval (None: the whole split)
+    device: str = "cpu"  # where the supernet trains and is evaluated
+    amp: Optional[str] = None  # None or "bf16": bfloat16 autocast of forward and loss
     extra: dict = field(default_factory=dict)
 
 
@@ -68,10 +75,25 @@ def make_config(preset: str = "small", **overrides) -> Config:
     return Config(**values)
 
 
-def load_split(cfg: Config):
+AMP_DTYPES = {"bf16": torch.bfloat16}
+
+
+def load_split(cfg: Config, data_root: str = "./data", download: bool = True):
+    """The dataset split of `cfg` (kept on the CPU; batches go to cfg.device)."""
     if cfg.dataset == "digits":
         return datasets.digits(cfg.train_size, cfg.split_seed)
+    if cfg.dataset == "cifar10":
+        return datasets.cifar10(data_root, download=download)
     return datasets.load(cfg.dataset)
+
+
+def autocast(cfg: Config):
+    """bfloat16 autocast on cfg.device when cfg.amp asks for it, else a no-op."""
+    if cfg.amp is None:
+        return contextlib.nullcontext()
+    if cfg.amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {cfg.amp!r}")
+    return torch.autocast(torch.device(cfg.device).type, dtype=AMP_DTYPES[cfg.amp])
 
 
 class UniformPaths:
@@ -91,14 +113,15 @@ class UniformPaths:
 
 
 def build_samplers(kind: str, model: Supernet, n: int, cfg: Config, seed: int):
-    """(data sampler, path sampler) for one of SAMPLERS."""
+    """(data sampler, path sampler) for one of SAMPLERS; the score tables live on
+    cfg.device (the path sampler's on its parameters' device)."""
     if kind not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
     if kind in ("da", "pada"):
         if cfg.rules == "paper":
-            data = ImportanceSampler.paper(n, cfg.epochs, seed=seed)
+            data = ImportanceSampler.paper(n, cfg.epochs, seed=seed, device=cfg.device)
         else:
-            data = ImportanceSampler(n, epochs=cfg.epochs, seed=seed)
+            data = ImportanceSampler(n, epochs=cfg.epochs, seed=seed, device=cfg.device)
     else:
         data = RandomSampler(range(n), generator=torch.Generator().manual_seed(seed))
     if kind in ("pa", "pada"):
@@ -136,12 +159,19 @@ def train(
         split = dataclasses.replace(
             split, x_test=split.x_test[: cfg.test_size], y_test=split.y_test[: cfg.test_size]
         )
+    device = torch.device(cfg.device)
     torch.manual_seed(seed)
-    model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels)
+    # initialised on the CPU (the same weights on every device), then moved
+    model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels).to(device)
     n = len(split.y_train)
     data_sampler, path_sampler = build_samplers(kind, model, n, cfg, seed)
     dataset = IndexedDataset(TensorDataset(split.x_train, split.y_train))
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=data_sampler)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=data_sampler,
+        pin_memory=device.type == "cuda",  # lets the copies below be non-blocking
+    )
     params = list(model.parameters())  # listed once: .parameters() walks every module
     optimizer = torch.optim.SGD(
         params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -169,18 +199,21 @@ def train(
         for s in (data_sampler, path_sampler):
             if hasattr(s, "set_epoch"):
                 s.set_epoch(epoch)
-        total_loss = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
+        # accumulated on the device, read once per epoch
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         for x, y, idx in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             path = path_sampler.sample()
             for j in path:
                 record["op_counts"][j] += 1
-            logits = model(x, path)
-            if is_da:
-                loss = data_sampler.cross_entropy(logits, y, idx)
-            else:
-                loss = F.cross_entropy(logits, y)
+            with autocast(cfg):
+                logits = model(x, path)
+                if is_da:  # idx stays on the host: the sampler copies it (pinned)
+                    loss = data_sampler.cross_entropy(logits, y, idx)
+                else:
+                    loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -202,7 +235,7 @@ def train(
             full = last or curve_x is None
             xs, ys = (split.x_test, split.y_test) if full else (curve_x, curve_y)
             for name, (paths, truth) in eval_sets.items():
-                acc = evaluate_paths(model, paths, xs, ys, cfg.eval_batch)
+                acc = evaluate_paths(model, paths, xs, ys, cfg.eval_batch, autocast(cfg))
                 c = record["curves"][name]
                 c["epoch"].append(epoch + 1)
                 for key, value in rank_scores(acc, truth).items():
