@@ -218,6 +218,13 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     op = "grouped_grad_norm"
     tensors = list(tensors)
     group_index = _as_index("group_index", group_index)
+    if not tensors and backend not in ("native", None, "auto"):
+        # Nothing to launch, and no device to launch on: zeros on the CPU for
+        # every backend (the Triton one could not run on CPU tensors).
+        if backend not in _dispatch.BACKENDS:
+            _dispatch.resolve_backend(op, backend, group_index.device)  # raises
+        _check_grouped_args(op, tensors, group_index, num_groups)
+        return torch.zeros(num_groups, dtype=torch.float32)
     device = tensors[0].device if tensors else group_index.device
     backend = _dispatch.resolve_backend(op, backend, device)
     if backend == "native":
@@ -264,13 +271,57 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     offsets = _as_index("offsets", offsets)
     group_of_segment = _as_index("group_of_segment", group_of_segment)
     backend = _dispatch.resolve_backend(op, backend, flat.device)
-    if backend == "triton":
-        raise RuntimeError(f"pada_ext.ops.{op}: no Triton kernel; use backend='native'")
     if backend == "native":
         return torch.ops.pada.segment_grad_norm.default(
             flat, offsets, group_of_segment, num_groups, squared
         )
+    _check_segment_args(op, flat, offsets, group_of_segment, num_groups)
+    if backend == "triton":
+        from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
+
+        return torch.ops.pada_triton.segment_grad_norm(
+            flat, offsets, group_of_segment, num_groups, squared
+        )
     return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)
+
+
+def _check_segment_args(op, flat, offsets, group_of_segment, num_groups):
+    """The compiled kernel's checks (csrc/cpu/grouped_grad_norm.cpp), for the other backends."""
+    if num_groups < 0:
+        raise ValueError(f"{op}: num_groups must be >= 0, got {num_groups}")
+    if flat.dtype not in _NORM_DTYPES:
+        raise TypeError(
+            f"{op}: flat has dtype {flat.dtype}; supported are float32, float16 and bfloat16"
+        )
+    if flat.dim() != 1 or not flat.is_contiguous():
+        raise ValueError(
+            f"{op}: flat must be a contiguous 1-D tensor, got shape {tuple(flat.shape)}"
+        )
+    s = group_of_segment.numel()
+    for name, t, n in (("offsets", offsets, s + 1), ("group_of_segment", group_of_segment, s)):
+        if t.dtype != torch.int64:
+            raise TypeError(f"{op}: {name} must be int64, got {t.dtype}")
+        if t.dim() != 1 or t.numel() != n:
+            raise ValueError(
+                f"{op}: {name} must be 1-D with {n} entries, got shape {tuple(t.shape)}"
+            )
+    off, grp = offsets.tolist(), group_of_segment.tolist()
+    if off[0] < 0 or off[-1] > flat.numel():
+        raise IndexError(
+            f"{op}: offsets must lie in [0, {flat.numel()}], got offsets[0] = {off[0]}, "
+            f"offsets[{s}] = {off[-1]}"
+        )
+    for i in range(s):
+        if off[i + 1] < off[i]:
+            raise ValueError(
+                f"{op}: offsets must be non-decreasing, but offsets[{i + 1}] = {off[i + 1]} "
+                f"< offsets[{i}] = {off[i]}"
+            )
+        if not 0 <= grp[i] < num_groups:
+            raise IndexError(
+                f"{op}: group_of_segment[{i}] = {grp[i]} is out of range for "
+                f"num_groups = {num_groups}"
+            )
 
 
 _XENT = "cross_entropy_with_grad_norm"
