@@ -1,6 +1,5 @@
 """Backend choice and seeding shared by the public functions in pada_ext.ops."""
 
-import functools
 import importlib
 import os
 
@@ -17,9 +16,19 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.cache
+_NATIVE_KERNELS = {}
+
+
+# A constant to torch.compile too (dynamo cannot trace the _C query, and
+# traces through functools caches), hence a plain dict.
+@torch.compiler.assume_constant_result
 def has_native_kernel(op: str, dispatch_key: str) -> bool:
-    return torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", dispatch_key)
+    key = (op, dispatch_key)
+    if key not in _NATIVE_KERNELS:
+        _NATIVE_KERNELS[key] = torch._C._dispatch_has_kernel_for_dispatch_key(
+            f"pada::{op}", dispatch_key
+        )
+    return _NATIVE_KERNELS[key]
 
 
 def resolve_backend(op: str, backend, device: torch.device) -> str:
