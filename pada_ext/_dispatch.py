@@ -1,5 +1,6 @@
 """Backend choice and seeding shared by the public functions in pada_ext.ops."""
 
+import functools
 import importlib
 import os
 
@@ -16,19 +17,19 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-_NATIVE_KERNELS = {}
+@functools.cache
+def _has_native_kernel(op: str, dispatch_key: str) -> bool:
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", dispatch_key)
 
 
-# A constant to torch.compile too (dynamo cannot trace the _C query, and
-# traces through functools caches), hence a plain dict.
-@torch.compiler.assume_constant_result
+# Dynamo cannot trace the dispatcher query (a graph break under fullgraph=True,
+# e.g. any CUDA call with backend=None): it is a constant of the build.
+_constant = getattr(getattr(torch, "compiler", None), "assume_constant_result", lambda f: f)
+
+
+@_constant
 def has_native_kernel(op: str, dispatch_key: str) -> bool:
-    key = (op, dispatch_key)
-    if key not in _NATIVE_KERNELS:
-        _NATIVE_KERNELS[key] = torch._C._dispatch_has_kernel_for_dispatch_key(
-            f"pada::{op}", dispatch_key
-        )
-    return _NATIVE_KERNELS[key]
+    return _has_native_kernel(op, dispatch_key)
 
 
 def resolve_backend(op: str, backend, device: torch.device) -> str:

@@ -200,7 +200,9 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     One pass over all of them: one kernel launch (two on CUDA) and no host
     sync, whatever the number of tensors; float32, float16 and bfloat16
     (mixed in one list) are accumulated in float32 in a fixed order, so the
-    result does not depend on the thread count or the grid.
+    result does not depend on the thread count or the grid. The CUDA kernels
+    can be captured in a CUDA graph (replays read the same tensors' new
+    values); the Triton ones refuse capture.
 
     Args:
         tensors: sequence of tensors on one device, any shapes and strides
@@ -273,6 +275,7 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     For gradients kept as views into one flat buffer (as DDP buckets do): no
     tensor list to walk. `offsets` (S + 1 entries, non-decreasing) and
     `group_of_segment` (S entries) are CPU int64 tensors or lists of ints.
+    All three backends serve it (Triton where no CUDA kernel was built).
     """
     op = "segment_grad_norm"
     given = (offsets, group_of_segment)
