@@ -101,6 +101,7 @@ def test_matches_reference(device, backend, case_id, squared):
 
 
 @requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_cuda_bits_equal_cpu(case_id):
     # The documented order is the CUDA kernel's too: the same bits as the CPU's.
@@ -337,6 +338,7 @@ def test_no_host_sync(device, backend):
 
 
 @requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_non_default_stream(backend):
     if backend == "triton":
@@ -355,6 +357,7 @@ def test_non_default_stream(backend):
 
 
 @requires_cuda
+@pytest.mark.cuda
 def test_cuda_graph_replay_sees_new_gradients():
     # The chunk table travels by value in the launches: a captured graph
     # replays with whatever the (same) tensors hold at replay time.
@@ -390,6 +393,7 @@ def test_cuda_graph_replay_sees_new_gradients():
 
 
 @requires_cuda
+@pytest.mark.cuda
 @requires_triton
 def test_triton_refuses_cuda_graph_capture():
     tensors = _make([10, 300], DTYPES, 13, "cuda")
@@ -405,6 +409,7 @@ def test_triton_refuses_cuda_graph_capture():
 
 
 @requires_two_gpus
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_second_gpu(backend):
     # Tensors on cuda:1 while cuda:0 is current: the launches go to cuda:1.

@@ -128,6 +128,7 @@ def test_out_of_range_index_raises_before_any_change(backend):
 
 
 @requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_cuda_out_of_range_counted_and_skipped(backend):
     # No raise on the GPU (it would need a host sync): counted in status[0],
@@ -177,6 +178,7 @@ def test_bad_arguments(device, kwargs, error, match):
 
 
 @requires_cuda
+@pytest.mark.cuda
 def test_cuda_rejects_mixed_devices():
     scores, visited, status = fresh(5, "cuda")
     with pytest.raises(RuntimeError, match="scores' device"):
@@ -239,6 +241,7 @@ def test_no_host_sync(device, backend):
 
 
 @requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_non_default_stream(backend):
     if backend == "triton":
@@ -257,6 +260,7 @@ def test_non_default_stream(backend):
 
 
 @requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_cuda_graph_replay(backend):
     # Nothing host-side is read at replay: new values in the same tensors give
@@ -286,6 +290,7 @@ def test_cuda_graph_replay(backend):
 
 
 @requires_two_gpus
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["native", "triton"])
 def test_second_gpu(backend):
     if backend == "triton":
