@@ -164,7 +164,13 @@ def _as_index(name, index):
     return index
 
 
-def _check_grouped_args(op, tensors, group_index, num_groups):
+def _index_list(given, index):
+    """The values of an index argument: from the list itself when one was given,
+    so that torch.compile need not read a tensor's data while tracing."""
+    return index.tolist() if isinstance(given, torch.Tensor) else [int(v) for v in given]
+
+
+def _check_grouped_args(op, tensors, group_index, num_groups, groups=None):
     """The compiled kernels' checks, for the backends that have none of their own."""
     if num_groups < 0:
         raise ValueError(f"{op}: num_groups must be >= 0, got {num_groups}")
@@ -175,7 +181,8 @@ def _check_grouped_args(op, tensors, group_index, num_groups):
             f"{op}: group_index must be 1-D with {len(tensors)} entries, "
             f"got shape {tuple(group_index.shape)}"
         )
-    groups = group_index.tolist()
+    if groups is None:
+        groups = group_index.tolist()
     for i, t in enumerate(tensors):
         if t.device != tensors[0].device:
             raise RuntimeError(
@@ -200,7 +207,9 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     One pass over all of them: one kernel launch (two on CUDA) and no host
     sync, whatever the number of tensors; float32, float16 and bfloat16
     (mixed in one list) are accumulated in float32 in a fixed order, so the
-    result does not depend on the thread count or the grid.
+    result does not depend on the thread count or the grid. The CUDA kernels
+    can be captured in a CUDA graph (replays read the same tensors' new
+    values); the Triton ones refuse capture.
 
     Args:
         tensors: sequence of tensors on one device, any shapes and strides
@@ -224,12 +233,19 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     """
     op = "grouped_grad_norm"
     tensors = list(tensors)
-    group_index = _as_index("group_index", group_index)
+    given, group_index = group_index, _as_index("group_index", group_index)
+    if not tensors and backend not in ("native", None, "auto"):
+        # Nothing to launch, and no device to launch on: zeros on the CPU for
+        # every backend (the Triton one could not run on CPU tensors).
+        if backend not in _dispatch.BACKENDS:
+            _dispatch.resolve_backend(op, backend, group_index.device)  # raises
+        _check_grouped_args(op, tensors, group_index, num_groups, _index_list(given, group_index))
+        return torch.zeros(num_groups, dtype=torch.float32)
     device = tensors[0].device if tensors else group_index.device
     backend = _dispatch.resolve_backend(op, backend, device)
     if backend == "native":
         return torch.ops.pada.grouped_grad_norm.default(tensors, group_index, num_groups, squared)
-    _check_grouped_args(op, tensors, group_index, num_groups)
+    _check_grouped_args(op, tensors, group_index, num_groups, _index_list(given, group_index))
     if backend == "triton":
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
 
@@ -246,12 +262,12 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
     """
     op = "grouped_sq_norm_accumulate_"
     tensors = list(tensors)
-    group_index = _as_index("group_index", group_index)
+    given, group_index = group_index, _as_index("group_index", group_index)
     backend = _dispatch.resolve_backend(op, backend, table.device)
     if backend == "native":
         torch.ops.pada.grouped_sq_norm_accumulate_.default(tensors, group_index, table)
         return table
-    _check_grouped_args(op, tensors, group_index, table.numel())
+    _check_grouped_args(op, tensors, group_index, table.numel(), _index_list(given, group_index))
     if backend == "triton":
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
 
@@ -266,18 +282,65 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     For gradients kept as views into one flat buffer (as DDP buckets do): no
     tensor list to walk. `offsets` (S + 1 entries, non-decreasing) and
     `group_of_segment` (S entries) are CPU int64 tensors or lists of ints.
+    All three backends serve it (Triton where no CUDA kernel was built).
     """
     op = "segment_grad_norm"
+    given = (offsets, group_of_segment)
     offsets = _as_index("offsets", offsets)
     group_of_segment = _as_index("group_of_segment", group_of_segment)
     backend = _dispatch.resolve_backend(op, backend, flat.device)
-    if backend == "triton":
-        raise RuntimeError(f"pada_ext.ops.{op}: no Triton kernel; use backend='native'")
     if backend == "native":
         return torch.ops.pada.segment_grad_norm.default(
             flat, offsets, group_of_segment, num_groups, squared
         )
+    values = (_index_list(given[0], offsets), _index_list(given[1], group_of_segment))
+    _check_segment_args(op, flat, offsets, group_of_segment, num_groups, values)
+    if backend == "triton":
+        from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
+
+        return torch.ops.pada_triton.segment_grad_norm(
+            flat, offsets, group_of_segment, num_groups, squared
+        )
     return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)
+
+
+def _check_segment_args(op, flat, offsets, group_of_segment, num_groups, values):
+    """The compiled kernel's checks (csrc/cpu/grouped_grad_norm.cpp), for the other backends."""
+    if num_groups < 0:
+        raise ValueError(f"{op}: num_groups must be >= 0, got {num_groups}")
+    if flat.dtype not in _NORM_DTYPES:
+        raise TypeError(
+            f"{op}: flat has dtype {flat.dtype}; supported are float32, float16 and bfloat16"
+        )
+    if flat.dim() != 1 or not flat.is_contiguous():
+        raise ValueError(
+            f"{op}: flat must be a contiguous 1-D tensor, got shape {tuple(flat.shape)}"
+        )
+    s = group_of_segment.numel()
+    for name, t, n in (("offsets", offsets, s + 1), ("group_of_segment", group_of_segment, s)):
+        if t.dtype != torch.int64:
+            raise TypeError(f"{op}: {name} must be int64, got {t.dtype}")
+        if t.dim() != 1 or t.numel() != n:
+            raise ValueError(
+                f"{op}: {name} must be 1-D with {n} entries, got shape {tuple(t.shape)}"
+            )
+    off, grp = values
+    if off[0] < 0 or off[-1] > flat.numel():
+        raise IndexError(
+            f"{op}: offsets must lie in [0, {flat.numel()}], got offsets[0] = {off[0]}, "
+            f"offsets[{s}] = {off[-1]}"
+        )
+    for i in range(s):
+        if off[i + 1] < off[i]:
+            raise ValueError(
+                f"{op}: offsets must be non-decreasing, but offsets[{i + 1}] = {off[i + 1]} "
+                f"< offsets[{i}] = {off[i]}"
+            )
+        if not 0 <= grp[i] < num_groups:
+            raise IndexError(
+                f"{op}: group_of_segment[{i}] = {grp[i]} is out of range for "
+                f"num_groups = {num_groups}"
+            )
 
 
 _XENT = "cross_entropy_with_grad_norm"

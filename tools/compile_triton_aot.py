@@ -83,6 +83,7 @@ def _load_module(target):
         sys.modules[path.stem] = module
         spec.loader.exec_module(module)
         return module
+    sys.path.insert(0, str(ROOT))  # this checkout's package, not an installed one
     return importlib.import_module(target)
 
 

@@ -2,7 +2,14 @@
 // visit of a table entry. The first visit stores the value as it is; a later
 // one keeps `decay` of the old score: s <- decay * s + (1 - decay) * v.
 // decay = 1/2 is the PA&DA authors' rule, 0 keeps the last value.
+//
+// The CUDA kernel is written as the two step functions at the end (which
+// entry owns a key, and that entry's replay of the key's visits), so that a
+// host test (tests/cpp/test_importance_replay.cpp) can run every entry in any
+// order and compare with the CPU kernel's sequential loop, bit for bit.
 #pragma once
+
+#include <cstdint>
 
 #include "macros.h"
 
@@ -15,5 +22,42 @@ PADA_HD float importance_visit(float score, bool visited, double value, double d
 }
 
 PADA_HD bool finite_value(double v) { return v - v == 0.0; }  // false for NaN and +-inf
+
+// Step 1, entry i of the batch: true if index[i] does not occur before i. The
+// entry that owns a key is the only one that writes its table slot.
+PADA_HD bool first_occurrence(const int64_t* index, int64_t i) {
+  const int64_t key = index[i];
+  for (int64_t j = 0; j < i; ++j) {
+    if (index[j] == key) return false;
+  }
+  return true;
+}
+
+// A table slot while its owner replays it.
+struct ImportanceSlot {
+  float score;
+  bool visited;
+  uint64_t skipped;  // non-finite values met
+};
+
+// Step 2, run by the owner i of key = index[i]: every visit of that key, in
+// batch order from i on (none occurs before i), exactly as the CPU kernel's
+// sequential loop applies them.
+template <typename V>
+PADA_HD ImportanceSlot replay_visits(const int64_t* index, const V* values, int64_t n, int64_t i,
+                                     ImportanceSlot slot, double decay) {
+  const int64_t key = index[i];
+  for (int64_t j = i; j < n; ++j) {
+    if (index[j] != key) continue;
+    const double x = static_cast<double>(values[j]);
+    if (!finite_value(x)) {
+      ++slot.skipped;
+      continue;
+    }
+    slot.score = importance_visit(slot.score, slot.visited, x, decay);
+    slot.visited = true;
+  }
+  return slot;
+}
 
 }  // namespace pada

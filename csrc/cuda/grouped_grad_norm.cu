@@ -1,21 +1,23 @@
 // CUDA kernels of pada::grouped_grad_norm, grouped_sq_norm_accumulate_ and
-// segment_grad_norm. The host builds the chunk table (csrc/cpu/grouped_grad_norm.cpp),
-// stages it with the group ranges in one pinned buffer and copies it with one
-// async copy; then two launches on the current stream, no host sync:
-//   1. a block per chunk writes the chunk's float32 sum of squares;
-//   2. a block per group combines its chunks' partials in float64.
-// No atomics: the summation order is the one fixed in the shared header, so
-// results are reproducible and equal to the CPU kernel's.
+// segment_grad_norm. The host builds the chunk table (csrc/cpu/grouped_grad_norm.cpp)
+// and hands it to the kernels by value, in batches (RowBatch, GroupBatch in
+// the shared header): no host buffer, no copy, no host sync, so the ops can
+// be captured in a CUDA graph. On the current stream:
+//   1. a block per chunk writes the chunk's float32 sum of squares
+//      (one launch per kBatchRows chunks);
+//   2. a block per group combines its chunks' partials in float64
+//      (one launch per kBatchGroups groups).
+// No atomics: the summation order is the one fixed in the shared header, and
+// the kernels are its step functions, so results are reproducible and equal
+// to the CPU kernel's.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
-#include <cstring>
+#include <algorithm>
 
 #include "../common/grouped_grad_norm.h"
 
@@ -23,65 +25,47 @@ namespace pada {
 namespace gnorm {
 namespace {
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-// The halving tree of tree_reduce over the block's kLanes values: in shared
-// memory down to a warp, then warp shuffles (lane l < s adds lane l + s).
-// The result is valid in thread 0.
+// The halving tree over the block's kLanes values: tree_step in shared
+// memory down to a warp, then shuffle_step. The result is valid in thread 0.
 template <typename T>
 __device__ __forceinline__ T block_tree(T v, T* smem) {
   const int l = threadIdx.x;
   smem[l] = v;
   __syncthreads();
-  for (int s = kLanes / 2; s >= 32; s /= 2) {
-    if (l < s) smem[l] = smem[l] + smem[l + s];
+  for (int s = kLanes / 2; s >= kWarp; s /= 2) {
+    tree_step(smem, l, s);
     __syncthreads();
   }
-  if (l < 32) {
+  if (l < kWarp) {
     v = smem[l];
-    for (int s = 16; s > 0; s /= 2) v = v + __shfl_down_sync(0xffffffffu, v, s);
+    for (int s = kWarp / 2; s > 0; s /= 2) v = shuffle_step(v, __shfl_down_sync(0xffffffffu, v, s));
   }
   return v;
 }
 
-// Thread l is lane l: elements l, l + kLanes, ... (coalesced loads).
-template <typename E>
-__device__ __forceinline__ float lane_sum(const E* p, int64_t n) {
-  float acc = 0.0f;
-  for (int64_t i = threadIdx.x; i < n; i += kLanes) acc = sq_add(acc, to_float(p[i]));
-  return acc;
-}
-
+// __grid_constant__: the batch is read in place from the parameter space,
+// never copied per thread (blockIdx.x indexes into it).
 __global__ void __launch_bounds__(kLanes)
-    chunk_partials_kernel(const ChunkRow* __restrict__ rows, float* __restrict__ partials) {
+    chunk_partials_kernel(const __grid_constant__ RowBatch batch, float* __restrict__ partials) {
   __shared__ float smem[kLanes];
-  const ChunkRow r = rows[blockIdx.x];
-  const void* p = reinterpret_cast<const void*>(r.addr);
-  float acc;  // the dtype is uniform over the block: no divergence
-  if (r.dtype == kF32) {
-    acc = lane_sum(static_cast<const float*>(p), r.numel);
-  } else if (r.dtype == kF16) {
-    acc = lane_sum(static_cast<const __half*>(p), r.numel);
-  } else {
-    acc = lane_sum(static_cast<const __nv_bfloat16*>(p), r.numel);
-  }
+  const int r = blockIdx.x;
+  const void* p = reinterpret_cast<const void*>(batch.addr[r]);
+  // The dtype is uniform over the block: no divergence.
+  const float acc = lane_partial_any(p, batch_numel(batch, r), batch_dtype(batch, r), threadIdx.x);
   const float total = block_tree(acc, smem);
-  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+  if (threadIdx.x == 0) partials[batch.first + r] = total;
 }
 
 __global__ void __launch_bounds__(kLanes)
-    finish_groups_kernel(const float* __restrict__ partials,
-                         const int64_t* __restrict__ group_begin, int finish, float* out) {
+    finish_groups_kernel(const __grid_constant__ GroupBatch batch,
+                         const float* __restrict__ partials, int finish, float* out) {
   __shared__ double smem[kLanes];
-  const int64_t b = group_begin[blockIdx.x], n = group_begin[blockIdx.x + 1] - b;
-  double acc = 0.0;
-  for (int64_t c = threadIdx.x; c < n; c += kLanes) acc += partials[b + c];
-  const double total = block_tree(acc, smem);
+  const int g = blockIdx.x;
+  const int64_t b = batch.begin[g], n = batch.begin[g + 1] - b;
+  const double total = block_tree(group_lane_partial(partials + b, n, threadIdx.x), smem);
   if (threadIdx.x == 0) {
-    const float previous = finish == kAccumulate ? out[blockIdx.x] : 0.0f;
-    out[blockIdx.x] = finish_value(total, previous, finish);
+    float* o = out + batch.first + g;
+    *o = finish_value(total, finish == kAccumulate ? *o : 0.0f, finish);
   }
 }
 
@@ -89,28 +73,22 @@ void run_plan_cuda(const Plan& plan, const at::Device& device, int finish, float
   const int64_t num_rows = static_cast<int64_t>(plan.rows.size());
   const int64_t num_groups = static_cast<int64_t>(plan.group_begin.size()) - 1;
   if (num_groups == 0) return;
-  const int64_t words = num_rows * kRowWords + num_groups + 1;
-  at::Tensor host = at::empty({words}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
-  int64_t* h = host.data_ptr<int64_t>();
-  std::memcpy(h, plan.rows.data(), num_rows * sizeof(ChunkRow));
-  std::memcpy(h + num_rows * kRowWords, plan.group_begin.data(),
-              (num_groups + 1) * sizeof(int64_t));
-  // Pinned source: the copy is async and the host allocator keeps the buffer
-  // until the stream has consumed it.
-  at::Tensor table = at::empty({words}, at::TensorOptions().dtype(at::kLong).device(device));
-  table.copy_(host, /*non_blocking=*/true);
-  const int64_t* d = table.data_ptr<int64_t>();
+  // From the caching allocator on the current stream: graph capture puts it in the graph's pool.
   at::Tensor partials = at::empty({std::max<int64_t>(num_rows, 1)},
                                   at::TensorOptions().dtype(at::kFloat).device(device));
+  float* part = partials.data_ptr<float>();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device.index());
-  if (num_rows > 0) {
-    chunk_partials_kernel<<<static_cast<unsigned>(num_rows), kLanes, 0, stream>>>(
-        reinterpret_cast<const ChunkRow*>(d), partials.data_ptr<float>());
+  for (int64_t k = 0; k < num_batches(num_rows, kBatchRows); ++k) {
+    const RowBatch batch = make_row_batch(plan.rows.data(), num_rows, k);
+    chunk_partials_kernel<<<static_cast<unsigned>(batch.count), kLanes, 0, stream>>>(batch, part);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  finish_groups_kernel<<<static_cast<unsigned>(num_groups), kLanes, 0, stream>>>(
-      partials.data_ptr<float>(), d + num_rows * kRowWords, finish, out);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  for (int64_t k = 0; k < num_batches(num_groups, kBatchGroups); ++k) {
+    const GroupBatch batch = make_group_batch(plan.group_begin.data(), num_groups, k);
+    finish_groups_kernel<<<static_cast<unsigned>(batch.count), kLanes, 0, stream>>>(batch, part,
+                                                                                    finish, out);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
 }
 
 at::Tensor grouped_grad_norm_cuda(at::TensorList tensors, const at::Tensor& group_index,

@@ -5,6 +5,7 @@
 // fine for training batches (B = 4096 is 8M cached comparisons).
 // An out-of-range index cannot raise without a host sync: it is skipped and
 // counted in status[0], which the Python layer checks at the epoch boundary.
+// Nothing here reads device memory on the host: no sync, capturable.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
@@ -20,6 +21,8 @@
 namespace pada {
 namespace {
 
+// Entry i: out-of-range keys are counted; the owner of a key (its first
+// occurrence) replays all of the key's visits (shared header, step 2).
 template <typename V>
 __global__ void importance_update_kernel(float* __restrict__ scores, bool* __restrict__ visited,
                                          unsigned long long* __restrict__ status,
@@ -34,25 +37,12 @@ __global__ void importance_update_kernel(float* __restrict__ scores, bool* __res
       atomicAdd(status, 1ull);
       continue;
     }
-    bool first = true;
-    for (int64_t j = 0; j < i && first; ++j) first = index[j] != key;
-    if (!first) continue;
-    float s = scores[key];
-    bool seen = visited[key];
-    unsigned long long skipped = 0;
-    for (int64_t j = i; j < n; ++j) {
-      if (index[j] != key) continue;
-      const double x = static_cast<double>(values[j]);
-      if (!finite_value(x)) {
-        ++skipped;
-        continue;
-      }
-      s = importance_visit(s, seen, x, decay);
-      seen = true;
-    }
-    scores[key] = s;
-    visited[key] = seen;
-    if (skipped) atomicAdd(status + 1, skipped);
+    if (!first_occurrence(index, i)) continue;
+    const ImportanceSlot slot =
+        replay_visits(index, values, n, i, ImportanceSlot{scores[key], visited[key], 0}, decay);
+    scores[key] = slot.score;
+    visited[key] = slot.visited;
+    if (slot.skipped) atomicAdd(status + 1, static_cast<unsigned long long>(slot.skipped));
   }
 }
 

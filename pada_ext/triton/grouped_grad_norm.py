@@ -1,21 +1,41 @@
-"""Triton kernels of grouped_grad_norm: the chunk table of the C++ kernels
-(rows of int64 (address, numel, dtype), ordered by group), a program per chunk
-writing a float32 partial, then a program per group combining its partials in
-float64. Two launches for any list, mixed dtypes included; no atomics.
+"""Triton kernels of grouped_grad_norm, grouped_sq_norm_accumulate_ and
+segment_grad_norm: the chunk table of the C++ kernels (rows of int64
+(address, numel, dtype), ordered by group), a program per chunk writing a
+float32 partial, then a program per group combining its partials in float64.
+Two launches for any list, mixed dtypes included; no atomics.
 
 Within a chunk the order of the terms is Triton's (tl.sum), so results match
 the C++ kernels to rounding, not to the bit.
+
+The table goes to the GPU with an asynchronous copy from pinned host memory,
+which a CUDA graph would replay from a host buffer that is freed or reused by
+then: these ops refuse to be captured (and are tagged cudagraph_unsafe where
+torch has the tag, so that torch.compile keeps them out of its graphs). The
+compiled CUDA kernels (backend="native") take the table by value and can be
+captured.
 """
+
+import inspect
 
 import torch
 import triton
 import triton.language as tl
+
+from . import device_guard
 
 CHUNK = 1 << 16  # elements per program, as kChunk in the C++ kernels
 BLOCK = 1024  # elements per loop step of a chunk program
 GROUP_BLOCK = 256  # partials per loop step of a group program
 _CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _FINISH = {"norm": 0, "squared": 1, "accumulate": 2}
+
+
+def _op_tags():
+    """{"tags": cudagraph_unsafe} where this torch has the tag and custom_op takes tags."""
+    tag = getattr(torch.Tag, "cudagraph_unsafe", None)
+    if tag is None or "tags" not in inspect.signature(torch.library.custom_op).parameters:
+        return {}
+    return {"tags": (tag,)}
 
 
 @triton.jit
@@ -75,21 +95,19 @@ def _dense(t):
     return True
 
 
-def _run(tensors, group_index, num_groups, out, finish):
-    """Builds the chunk table on the host, then the two launches into `out`."""
+def _launch(op, items, num_groups, out, finish):
+    """The chunk table of `items` (address, numel, element size, dtype code,
+    group) built on the host, then the two launches into `out`."""
     if num_groups == 0:
         return
     device = out.device
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        raise RuntimeError(
+            f"pada_ext.ops.{op}: the Triton kernel copies their chunk table from host "
+            "memory, which a CUDA graph cannot replay; use backend='native' inside a graph"
+        )
     by_group = [[] for _ in range(num_groups)]
-    keep = []  # contiguous copies of strided tensors, alive until the launches
-    for t, g in zip(tensors, group_index.tolist()):
-        n = t.numel()
-        if n == 0:
-            continue
-        if not _dense(t):
-            t = t.contiguous()
-            keep.append(t)
-        addr, size, code = t.data_ptr(), t.element_size(), _CODE[t.dtype]
+    for addr, n, size, code, g in items:
         for off in range(0, n, CHUNK):
             by_group[g] += (addr + off * size, min(CHUNK, n - off), code)
     begin = [0]
@@ -97,15 +115,33 @@ def _run(tensors, group_index, num_groups, out, finish):
         begin.append(begin[-1] + len(rows) // 3)
     words = [w for rows in by_group for w in rows] + begin
     table = torch.tensor(words, dtype=torch.int64)
-    if device.type == "cuda":
-        table = table.pin_memory().to(device, non_blocking=True)
-    num_rows = begin[-1]
-    partials = torch.empty(max(num_rows, 1), dtype=torch.float32, device=device)
-    if num_rows > 0:
-        chunk_partials_kernel[(num_rows,)](table, partials, BLOCK=BLOCK)
-    finish_groups_kernel[(num_groups,)](
-        partials, table[3 * num_rows :], out, FINISH=_FINISH[finish], BLOCK=GROUP_BLOCK
-    )
+    with device_guard(op, out):
+        if device.type == "cuda":
+            # Pinned source: asynchronous, and the host allocator keeps the
+            # buffer until the stream has consumed it.
+            table = table.pin_memory().to(device, non_blocking=True)
+        num_rows = begin[-1]
+        partials = torch.empty(max(num_rows, 1), dtype=torch.float32, device=device)
+        if num_rows > 0:
+            chunk_partials_kernel[(num_rows,)](table, partials, BLOCK=BLOCK)
+        finish_groups_kernel[(num_groups,)](
+            partials, table[3 * num_rows :], out, FINISH=_FINISH[finish], BLOCK=GROUP_BLOCK
+        )
+
+
+def _run(op, tensors, group_index, num_groups, out, finish):
+    if tensors:
+        device_guard(op, *tensors, out)  # rejects mixed devices
+    items = []
+    keep = []  # contiguous copies of strided tensors, alive until the launches
+    for t, g in zip(tensors, group_index.tolist()):
+        if t.numel() == 0:
+            continue
+        if not _dense(t):
+            t = t.contiguous()
+            keep.append(t)
+        items.append((t.data_ptr(), t.numel(), t.element_size(), _CODE[t.dtype], g))
+    _launch(op, items, num_groups, out, finish)
     del keep
 
 
@@ -113,12 +149,14 @@ def _device(tensors, group_index):
     return tensors[0].device if tensors else group_index.device
 
 
-@torch.library.custom_op("pada_triton::grouped_grad_norm", mutates_args=())
+@torch.library.custom_op("pada_triton::grouped_grad_norm", mutates_args=(), **_op_tags())
 def grouped_grad_norm(
     tensors: list[torch.Tensor], group_index: torch.Tensor, num_groups: int, squared: bool
 ) -> torch.Tensor:
     out = torch.zeros(num_groups, dtype=torch.float32, device=_device(tensors, group_index))
-    _run(tensors, group_index, num_groups, out, "squared" if squared else "norm")
+    _run(
+        "grouped_grad_norm", tensors, group_index, num_groups, out, "squared" if squared else "norm"
+    )
     return out
 
 
@@ -127,16 +165,45 @@ def _(tensors, group_index, num_groups, squared):
     return torch.empty(num_groups, dtype=torch.float32, device=_device(tensors, group_index))
 
 
-@torch.library.custom_op("pada_triton::grouped_sq_norm_accumulate_", mutates_args=("table",))
+@torch.library.custom_op(
+    "pada_triton::grouped_sq_norm_accumulate_", mutates_args=("table",), **_op_tags()
+)
 def grouped_sq_norm_accumulate_(
     tensors: list[torch.Tensor], group_index: torch.Tensor, table: torch.Tensor
 ) -> None:
-    _run(tensors, group_index, table.numel(), table, "accumulate")
+    _run("grouped_sq_norm_accumulate_", tensors, group_index, table.numel(), table, "accumulate")
 
 
 @grouped_sq_norm_accumulate_.register_fake
 def _(tensors, group_index, table):
     return None
+
+
+@torch.library.custom_op("pada_triton::segment_grad_norm", mutates_args=(), **_op_tags())
+def segment_grad_norm(
+    flat: torch.Tensor,
+    offsets: torch.Tensor,
+    group_of_segment: torch.Tensor,
+    num_groups: int,
+    squared: bool,
+) -> torch.Tensor:
+    """Segments [offsets[s], offsets[s + 1]) of the contiguous 1-D `flat`
+    (arguments checked by pada_ext.ops)."""
+    out = torch.zeros(num_groups, dtype=torch.float32, device=flat.device)
+    off = offsets.tolist()
+    base, size, code = flat.data_ptr(), flat.element_size(), _CODE[flat.dtype]
+    items = [
+        (base + a * size, b - a, size, code, g)
+        for a, b, g in zip(off[:-1], off[1:], group_of_segment.tolist())
+        if b > a
+    ]
+    _launch("segment_grad_norm", items, num_groups, out, "squared" if squared else "norm")
+    return out
+
+
+@segment_grad_norm.register_fake
+def _(flat, offsets, group_of_segment, num_groups, squared):
+    return flat.new_empty((num_groups,), dtype=torch.float32)
 
 
 def aot_specs():

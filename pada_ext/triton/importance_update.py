@@ -4,11 +4,19 @@ order with the arithmetic of csrc/common/importance_update.h (float64, rounded
 to float32 after each visit, no FMA), so results equal the CPU kernel's bit for
 bit. Out-of-range indices: skipped and counted in status[0] on the GPU; on CPU
 tensors (TRITON_INTERPRET=1) the launcher raises first, as the CPU kernel does.
+
+`decay` reaches the kernel as a one-element float64 tensor: a Python float
+argument is typed fp32 by the compiler (the interpreter keeps it float64), and
+fp32 decay would change the last bit against the C++ kernels. `n` and `size`
+are typed i32 below 2**31 and i64 above; the kernel's index arithmetic is
+int64 either way (program ids are widened first).
 """
 
 import torch
 import triton
 import triton.language as tl
+
+from . import device_guard
 
 BLOCK = 256  # indices compared per step of the first-occurrence search
 
@@ -20,9 +28,9 @@ def importance_update_kernel(
     status_ptr,
     index_ptr,
     values_ptr,
+    decay_ptr,
     n,
     size,
-    decay,
     BLOCK: tl.constexpr,
 ):
     i = tl.program_id(0).to(tl.int64)
@@ -38,6 +46,7 @@ def importance_update_kernel(
             earlier += tl.sum(((ks == key) & (offs < i)).to(tl.int32), 0)
             start += BLOCK
         if earlier == 0:
+            decay = tl.load(decay_ptr)  # float64, as csrc/common/importance_update.h
             s = tl.load(scores_ptr + key)
             seen = tl.load(visited_ptr + key) != 0
             skipped = tl.zeros([], tl.int64)
@@ -79,18 +88,21 @@ def importance_update_(
                 f"importance_update_: index[{i}] = {int(index[i])} is out of range for a "
                 f"table of {scores.numel()} entries"
             )
-    importance_update_kernel[(index.numel(),)](
-        scores,
-        visited.view(torch.uint8),
-        status,
-        index.contiguous(),
-        values.contiguous(),
-        index.numel(),
-        scores.numel(),
-        float(decay),
-        BLOCK=BLOCK,
-        enable_fp_fusion=False,
-    )
+    with device_guard("importance_update_", scores, visited, status, index, values):
+        # A fill kernel, not a host-to-device copy: no sync, and capturable.
+        decay_t = torch.full((1,), float(decay), dtype=torch.float64, device=scores.device)
+        importance_update_kernel[(index.numel(),)](
+            scores,
+            visited.view(torch.uint8),
+            status,
+            index.contiguous(),
+            values.contiguous(),
+            decay_t,
+            index.numel(),
+            scores.numel(),
+            BLOCK=BLOCK,
+            enable_fp_fusion=False,
+        )
 
 
 @importance_update_.register_fake
@@ -99,10 +111,11 @@ def _(scores, visited, status, index, values, decay):
 
 
 def aot_specs():
-    """The kernel with concrete signatures, for an ahead-of-time sm_90 compile."""
+    """The kernel with the signatures the launcher really produces: n and size
+    are i32 below 2**31 (i64 above, listed for float32 values)."""
     return [
         {
-            "name": f"importance_update_{name}",
+            "name": f"importance_update_{name}_{int_type}",
             "kernel": importance_update_kernel,
             "signature": {
                 "scores_ptr": "*fp32",
@@ -110,18 +123,19 @@ def aot_specs():
                 "status_ptr": "*i64",
                 "index_ptr": "*i64",
                 "values_ptr": dtype,
-                "n": "i64",
-                "size": "i64",
-                "decay": "fp64",
+                "decay_ptr": "*fp64",
+                "n": int_type,
+                "size": int_type,
                 "BLOCK": "constexpr",
             },
             "constexprs": {"BLOCK": BLOCK},
             "options": {"enable_fp_fusion": False},
         }
-        for name, dtype in (
-            ("fp32", "*fp32"),
-            ("fp16", "*fp16"),
-            ("bf16", "*bf16"),
-            ("fp64", "*fp64"),
+        for name, dtype, int_type in (
+            ("fp32", "*fp32", "i32"),
+            ("fp16", "*fp16", "i32"),
+            ("bf16", "*bf16", "i32"),
+            ("fp64", "*fp64", "i32"),
+            ("fp32", "*fp32", "i64"),
         )
     ]
