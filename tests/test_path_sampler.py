@@ -276,16 +276,20 @@ def test_bad_edges_and_paths():
 @pytest.mark.parametrize("norm,rule", [("l2", "ema"), ("paper", "paper")])
 def test_flat_grads_gives_the_same_scores_and_trains_the_same(norm, rule):
     models = [tiny_supernet(), tiny_supernet()]
-    samplers = [
-        PathSampler(m.decisions(), delta=0.5, norm=norm, rule=rule, seed=4, flat_grads=flat)
-        for m, flat in zip(models, (False, True))
-    ]
     optims = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in models]
+    samplers = [
+        PathSampler(
+            m.decisions(), delta=0.5, norm=norm, rule=rule, seed=4, flat_grads=flat, optimizer=o
+        )
+        for m, o, flat in zip(models, optims, (False, True))
+    ]
+    for s in samplers:
+        s.set_epoch(0)
     for step in range(4):
         path = samplers[0].sample()
         assert samplers[1].sample() == path
-        for m, s, opt in zip(models, samplers, optims):
-            backward(m, path, seed=step, set_to_none=False)  # keeps the flat views
+        for m, s, opt, flat in zip(models, samplers, optims, (False, True)):
+            backward(m, path, seed=step, set_to_none=not flat)  # flat: keeps the views
             opt.step()
             s.record(path)
         torch.testing.assert_close(samplers[1].scores, samplers[0].scores, rtol=1e-5, atol=1e-7)
@@ -295,13 +299,16 @@ def test_flat_grads_gives_the_same_scores_and_trains_the_same(norm, rule):
     cell_conv = models[1].cells[0].edges[0][3][1].weight
     assert (
         cell_conv.grad.untyped_storage().data_ptr()
-        == samplers[1]._flat.untyped_storage().data_ptr()
+        == samplers[1]._flat.flat.untyped_storage().data_ptr()
     )
 
 
 def test_flat_grads_notices_replaced_gradients():
     model, ref = tiny_supernet(), tiny_supernet()
-    sampler = PathSampler(model.decisions(), delta=0.5, rule="mean", seed=0, flat_grads=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sampler = PathSampler(
+        model.decisions(), delta=0.5, rule="mean", seed=0, flat_grads=True, optimizer=opt
+    )
     plain = PathSampler(ref.decisions(), delta=0.5, rule="mean", seed=0)
     path = [3, 2, 3, 2, 3, 2]
     model.zero_grad(set_to_none=True)  # drops the views
@@ -318,7 +325,9 @@ def test_flat_grads_needs_one_dtype():
     model = tiny_supernet()
     model.cells[0].edges[0][2].double()
     with pytest.raises(ValueError, match="one dtype"):
-        PathSampler(model.decisions(), delta=0.5, flat_grads=True)
+        PathSampler(model.decisions(), delta=0.5, flat_grads=True, optimizer=[])
+    with pytest.raises(ValueError, match="needs optimizer"):
+        PathSampler(tiny_supernet().decisions(), delta=0.5, flat_grads=True)
 
 
 # -- devices: the per-step path without host syncs, CPU and CUDA alike ------------------
@@ -351,9 +360,9 @@ def test_training_steps_do_not_sync(device, kwargs):
     """sample, forward, backward, SGD step and record under torch's sync debug mode
     "error" on CUDA (any host sync raises), new paths (cold plans) included."""
     model = tiny_supernet().to(device)
-    sampler = PathSampler(model.decisions(), epochs=3, seed=1, **kwargs)
-    flat = kwargs.get("flat_grads", False)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sampler = PathSampler(model.decisions(), epochs=3, seed=1, optimizer=opt, **kwargs)
+    flat = kwargs.get("flat_grads", False)
     g = torch.Generator().manual_seed(0)
     batches = [
         (
