@@ -143,8 +143,9 @@ class PathSampler:
             step stale, so the host never waits for the step it just queued).
             The same on every device.
         optimizer: the optimizer (or a list of them) of the candidate ops:
-            needed by ``flat_grads``; with ``scaler``, the one whose unscaling
-            tells whether the gradients are still scaled.
+            needed by ``flat_grads`` (``[]`` if no torch optimizer updates them);
+            with ``scaler``, the one whose unscaling tells whether the gradients
+            are still scaled (default: any optimizer the scaler has seen).
         scaler: the ``torch.amp.GradScaler`` that scales the loss, if any.
     """
 
@@ -221,7 +222,7 @@ class PathSampler:
         self.scores = torch.zeros(rows, self.num_ops, device=self.device)
         self.seen = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
         self.count = torch.zeros(rows, self.num_ops, device=self.device)
-        self._skipped = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._skipped = torch.zeros(rows, self.num_ops, dtype=torch.int64, device=self.device)
         self.probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
         self.seed = _distributed.shared_seed(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -464,21 +465,24 @@ class PathSampler:
         step = self._unscaled(self._step_scores(plan))
         self._spent_steps()
         self._amp_armed = True
-        self._skipped = self._skipped + (plan["on_path"] & ~torch.isfinite(step)).sum()
+        on_path = plan["on_path"]
         if self.rule == "paper":
             # The authors' test is step != 0; > 0 also keeps NaN out (norms are >= 0).
-            mask = (step > 0) & (step < math.inf)
+            finite = step < math.inf
+            mask = (step > 0) & finite
             self.scores = torch.where(mask, (self.scores + step) * 0.5, self.scores)
-        elif self.rule == "ema":
-            mask = torch.isfinite(step) & plan["on_path"]
-            mixed = torch.where(self.seen, self.scores.lerp(step, 1 - self.decay), step)
-            self.scores = torch.where(mask, mixed, self.scores)
-        else:  # mean
-            mask = torch.isfinite(step) & plan["on_path"]
-            self.count = self.count + mask
-            self.scores = torch.where(
-                mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
-            )
+            self._skipped.add_(on_path & ~finite)
+        else:
+            mask = torch.isfinite(step) & on_path
+            self._skipped.add_(on_path ^ mask)  # on the path and not finite
+            if self.rule == "ema":
+                mixed = torch.where(self.seen, self.scores.lerp(step, 1 - self.decay), step)
+                self.scores = torch.where(mask, mixed, self.scores)
+            else:  # mean
+                self.count = self.count + mask
+                self.scores = torch.where(
+                    mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
+                )
         self.seen = self.seen | mask
         if self.update == "step":
             # On the scores' device; the host copy is queued here, read by sample().
@@ -489,7 +493,7 @@ class PathSampler:
     def skipped_scores(self) -> int:
         """How many step scores of ops on a recorded path were not finite (an
         overflowed step) and left out (a host read)."""
-        return int(self._skipped)
+        return int(self._skipped.sum())
 
     # -- distribution ---------------------------------------------------------------
     def _distribution(self, delta: float) -> torch.Tensor:
@@ -587,7 +591,7 @@ class PathSampler:
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
             "applied_epoch": self._applied_epoch,
-            "skipped": int(self._skipped),
+            "skipped": self._skipped.cpu(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -607,7 +611,10 @@ class PathSampler:
         self.epoch = int(state["epoch"])
         self._applied_epoch = state["applied_epoch"]
         self.delta = self._delta(self.epoch)
-        self._skipped = torch.tensor(int(state.get("skipped", 0)), device=self.device)
+        if "skipped" in state:
+            self._skipped = state["skipped"].to(self.device)
+        else:
+            self._skipped = torch.zeros_like(self.count, dtype=torch.int64)
 
 
 def _optimizers(optimizer) -> list:

@@ -655,10 +655,10 @@ def test_flat_grads_fallback_frees_the_buffer():
 # -- mixed precision ------------------------------------------------------------------
 
 
-def scaled_backward(model, path, seed, scaler, opt):
+def scaled_backward(model, path, seed, scaler, opt, set_to_none=True):
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(3, (6,), generator=g)
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=set_to_none)
     loss = torch.nn.functional.cross_entropy(model(x, path), y)
     (loss if scaler is None else scaler.scale(loss)).backward()
 
@@ -829,3 +829,90 @@ def test_transposed_decisions_are_rejected():
         PathSampler(transposed, delta=0.5)
     with pytest.raises(ValueError, match=r"edges\[1\]\[0\] is the candidate list already"):
         PathSampler([good[0], good[0]], delta=0.5)
+
+
+@pytest.mark.parametrize("stage", ["scaled", "unscaled"])
+def test_amp_record_does_not_sync_with_the_host(monkeypatch, stage):
+    model = tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    sampler = PathSampler(
+        model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt, flat_grads=True
+    )
+    path = [3, 2, 1, 3, 0, 4]
+    scaled_backward(model, path, 0, scaler, opt, set_to_none=False)
+    sampler.record(path)  # warm the plan
+    scaled_backward(model, path, 1, scaler, opt, set_to_none=False)
+    if stage == "unscaled":
+        scaler.unscale_(opt)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("record() read a tensor back to the host")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    sampler.record(path)
+    monkeypatch.undo()
+    assert torch.isfinite(sampler.scores).all() and sampler.scores.max() < 100
+
+
+@requires_cuda
+@pytest.mark.parametrize("flat", [False, True], ids=["list", "flat"])
+def test_cuda_sampler_follows_the_model_to_cuda(flat):
+    """Built on the CPU, the supernet then moved: the scores move too (and the
+    flat buffer is rebuilt on the GPU), matching a sampler built on the GPU."""
+    with exact_cuda_math():
+        model, ref = tiny_supernet(), tiny_supernet().cuda()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        moved = PathSampler(
+            model.decisions(), delta=0.5, seed=0, flat_grads=flat, optimizer=opt, rule="mean"
+        )
+        plain = PathSampler(ref.decisions(), delta=0.5, seed=0, rule="mean")
+        path = [3, 2, 3, 0, 2, 4]
+        backward(model, [3] * 6, seed=5, set_to_none=not flat)  # CPU gradients first
+        model.cuda()
+        for step in range(3):
+            backward(model, path, seed=step, set_to_none=not flat)
+            backward(ref, path, seed=step)
+            moved.record(path)
+            plain.record(path)
+        assert moved.scores.is_cuda and moved.seen.is_cuda
+        torch.testing.assert_close(moved.scores, plain.scores, rtol=1e-5, atol=1e-7)
+        if flat:
+            conv = model.cells[0].edges[0][3][1].weight
+            assert moved._flat.flat.is_cuda
+            assert conv.grad.data_ptr() >= moved._flat.flat.data_ptr()
+            assert conv.grad.untyped_storage().data_ptr() == (
+                moved._flat.flat.untyped_storage().data_ptr()
+            )
+
+
+@requires_cuda
+def test_cuda_amp_record_reads_the_scale_on_the_device():
+    with exact_cuda_math():
+        model = tiny_supernet().cuda()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12)
+        sampler = PathSampler(model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt)
+        path = [3, 2, 3, 0, 2, 4]
+
+        def scaled_step(seed):
+            g = torch.Generator().manual_seed(seed)
+            x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(3, (6,), generator=g)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x.cuda(), path), y.cuda())
+            scaler.scale(loss).backward()
+
+        scaled_step(0)
+        sampler.record(path)  # warm: plan, lazy CUDA set-up
+        scaler.step(opt)
+        scaler.update()
+        scaled_step(1)
+        with no_sync("cuda"):
+            scaled = sampler.step_scores(path)  # before unscale_: divided on the device
+            sampler.record(path)
+        scaler.unscale_(opt)
+        with no_sync("cuda"):
+            unscaled = sampler.step_scores(path)
+        torch.testing.assert_close(scaled, unscaled, rtol=1e-5, atol=1e-7)
+        assert unscaled.is_cuda and float(unscaled.max()) < 100
