@@ -1,18 +1,21 @@
 """PathSampler: path importance sampling (the PA of PA&DA) for SPOS supernets."""
 
 import math
+import numbers
 import operator
 import warnings
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Optional
 
 import torch
-from torch import nn
 
 from . import _distributed, ops
+from ._flat_grads import FlatGrads, OffPathFilter, on_accumulate_hooks
 from ._transfer import HostCopy, to_device
+from .decisions import check_decisions, decisions_from
 from .schedules import ScheduleSpec, make_schedule
 
 # rule: (decay, restart every epoch)
@@ -30,12 +33,45 @@ class PathSampler:
     ``p = delta * score / sum(score) + (1 - delta) / K`` and learns the scores
     from the gradients of the ops on each trained path.
 
-    Usage, per step: ``path = sampler.sample()``; forward/backward on that path;
-    (clip, ``optimizer.step()``); ``sampler.record(path)``. Per epoch:
-    ``sampler.set_epoch(epoch)`` at its start. :meth:`record` reads the
-    gradients of every op on the path with one fused kernel
-    (:func:`pada_ext.ops.grouped_grad_norm`) and updates the scores on the
-    parameters' device with no host sync.
+    Usage::
+
+        decisions = PathSampler.decisions_from(supernet, r"cells\\.\\d+\\.edges\\.(\\d+)")
+        sampler = PathSampler(decisions, epochs=epochs)
+        for epoch in range(epochs):          # epochs count from 0
+            sampler.set_epoch(epoch)
+            for x, y in loader:
+                path = sampler.sample()      # one op index per decision
+                loss = criterion(supernet(x, path), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()             # (after any clipping)
+                sampler.record(path)         # fused grouped norms, no host sync
+
+    :meth:`record` reads the gradients of every op on the path with one fused
+    kernel (:func:`pada_ext.ops.grouped_grad_norm`) and updates the scores on
+    the parameters' device with no host sync. It reads whatever ``.grad``
+    holds: call it before the next ``zero_grad``. Each parameter counts once
+    per op, so parameters shared by several ops count in each of them.
+
+    Mixed precision with ``torch.amp.GradScaler``: pass ``scaler=`` (and
+    ``optimizer=`` when several optimizers share it) and the scores are those
+    of the unscaled gradients, whether :meth:`record` comes before or after
+    ``scaler.unscale_``/``scaler.step``/``scaler.update`` (the scale is read
+    on the device; what the scaler did since the backward is told on the host)::
+
+        sampler = PathSampler(decisions, epochs=epochs, scaler=scaler, optimizer=optimizer)
+        ...
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = criterion(supernet(x, path), y)
+            optimizer.zero_grad()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            sampler.record(path)
+
+    A step whose gradients overflowed gives non-finite step scores: they are
+    left out of the scores and counted in :attr:`skipped_scores` (with or
+    without a scaler).
 
     Host syncs on CUDA: :meth:`set_epoch` reads the scores back once per epoch.
     Per step, :meth:`record` never syncs. A path is a host decision (it picks
@@ -48,14 +84,24 @@ class PathSampler:
     Distributed, ``update="step"`` all-reduces the scores at every record (so
     every rank draws the same paths); ``update="epoch"`` once per epoch.
 
+    Casts and moves of the supernet after construction (``.half()``,
+    ``.to("cuda")``...) are followed: the scores move to the parameters' new
+    device at the next :meth:`record`.
+
     Args:
         edges: the decisions of the search space, in path order. Each is an
             ``nn.ModuleList`` of its K candidate ops (in op order), or a list of
             such ModuleLists that share the decision (e.g. the same edge of every
-            cell, as NAS-Bench-201 supernets draw one op per edge for all cells).
-            Parameter-free ops are allowed: they never score, so they keep the
-            uniform share only.
-        epochs: number of training epochs (needed by the linear schedules).
+            cell, as NAS-Bench-201 supernets draw one op per edge for all cells):
+            decision-major, ``edges[k][i][j]`` is op j of instance i of decision
+            k. :meth:`decisions_from` builds it from module names. Checked: one
+            K for all, no candidate list twice, and the same kinds (classes) of
+            op at each position in every instance of a decision (which catches
+            a cell-major list whenever a cell's edges differ in their
+            candidates). Parameter-free ops are allowed: they never score, so
+            they keep the uniform share only.
+        epochs: number of training epochs (needed by the linear schedules);
+            :meth:`set_epoch` then takes 0 .. epochs - 1.
         delta: schedule of delta: ``"linear"`` (``epoch / epochs``),
             ``"linear_decrease"``, a constant, or a callable.
         shared: one distribution shared by all decisions (the authors' choice)
@@ -74,19 +120,36 @@ class PathSampler:
         decay: the decay of ``"ema"``.
         seed: seed of the path generator. Default: drawn from torch's default
             generator (rank 0's when distributed, so every rank draws the same paths).
-        flat_grads: keep the candidate ops' gradients as views into one flat
-            buffer (as DDP's bucket views), each (edge, op) block contiguous, so
-            that :meth:`record` reads a few blocks instead of walking every
-            parameter. It needs the ``.grad`` tensors to be kept between steps:
-            zero them in place (``optimizer.zero_grad(set_to_none=False)``). If
-            they are replaced anyway, :meth:`record` notices, warns once and
-            goes on without the buffer. All candidate-op parameters must share
-            one dtype and device.
+        flat_grads: keep the trainable candidate-op parameters' gradients as views
+            into one flat buffer (as DDP's bucket views), each op's exclusive
+            parameters contiguous, so that ``norm="l2"`` reads a few blocks
+            instead of every tensor. Not the default, and rarely worth it: the
+            views need in-place zeroing (``optimizer.zero_grad(set_to_none=False)``),
+            which leaves the ops off the path a zero ``.grad`` where torch's
+            default leaves None; so it needs ``optimizer=`` and hides those
+            parameters from each ``optimizer.step()`` (they are the ones whose
+            ops got no gradient since the optimizer's last step), which then
+            moves exactly what it moves without the buffer (as with
+            ``set_to_none=True``), for optimizers that read ``param_groups`` at
+            every step (all of torch.optim but LBFGS). ``clip_grad_norm_`` over
+            the zero views may round differently in the last bit. Candidate
+            parameters must not be shared with modules outside the decisions.
+            Frozen parameters are left alone. After a cast or move of the
+            module the buffer is rebuilt; if the gradients are replaced (e.g.
+            ``set_to_none=True``) :meth:`record` warns once and goes on without
+            it (and frees it).
         lag: with ``update="step"``, :meth:`sample` draws from the distribution
             of ``lag`` records back (0: the latest, exactly per step; 1: one
             step stale, so the host never waits for the step it just queued).
             The same on every device.
+        optimizer: the optimizer (or a list of them) of the candidate ops:
+            needed by ``flat_grads`` (``[]`` if no torch optimizer updates them);
+            with ``scaler``, the one whose unscaling tells whether the gradients
+            are still scaled (default: any optimizer the scaler has seen).
+        scaler: the ``torch.amp.GradScaler`` that scales the loss, if any.
     """
+
+    decisions_from = staticmethod(decisions_from)
 
     def __init__(
         self,
@@ -102,16 +165,15 @@ class PathSampler:
         seed: Optional[int] = None,
         flat_grads: bool = False,
         lag: int = 0,
+        optimizer=None,
+        scaler=None,
     ):
-        self.decisions = [_instances(e, k) for k, e in enumerate(edges)]
-        if not self.decisions:
-            raise ValueError("PathSampler needs at least one decision (edge)")
-        widths = {len(m) for inst in self.decisions for m in inst}
-        if len(widths) != 1:
-            raise ValueError(f"every edge needs the same number of candidate ops, got {widths}")
-        self.num_ops = widths.pop()
-        if self.num_ops < 1:
-            raise ValueError("an edge has no candidate op")
+        self.decisions = check_decisions(edges)
+        self.num_ops = len(self.decisions[0][0])
+        if epochs is not None and (
+            isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1
+        ):
+            raise ValueError(f"epochs must be an int >= 1 or None, got {epochs!r}")
         if update not in ("epoch", "step"):
             raise ValueError(f"update must be 'epoch' or 'step', got {update!r}")
         if isinstance(lag, bool) or not isinstance(lag, int) or lag < 0:
@@ -130,12 +192,26 @@ class PathSampler:
         if rule == "ema" and not 0.0 < self.decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.shared, self.update, self.norm, self.rule = shared, update, norm, rule
-        self.epochs = epochs
+        self.epochs = None if epochs is None else int(epochs)
         self._delta = make_schedule(delta, epochs, "delta")
+        self._optimizers = _optimizers(optimizer)
+        if flat_grads and optimizer is None:
+            raise ValueError(
+                "flat_grads=True needs optimizer=...: the buffer leaves the ops off the path a "
+                "zero .grad, which the optimizer must not see (see the docstring)"
+            )
+        if scaler is not None and not all(
+            hasattr(scaler, a) for a in ("_per_optimizer_states", "_scale", "is_enabled")
+        ):
+            raise TypeError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
+        self._scaler = scaler
 
-        # Parameters of (decision k, op j) over all instances, in a fixed order.
+        # Parameters of (decision k, op j) over all instances, each once, in a fixed order.
         self._params = [
-            [[p for inst in insts for p in inst[j].parameters()] for j in range(self.num_ops)]
+            [
+                list({id(p): p for inst in insts for p in inst[j].parameters()}.values())
+                for j in range(self.num_ops)
+            ]
             for insts in self.decisions
         ]
         devices = {p.device for ps in self._params for plist in ps for p in plist}
@@ -146,49 +222,41 @@ class PathSampler:
         self.scores = torch.zeros(rows, self.num_ops, device=self.device)
         self.seen = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
         self.count = torch.zeros(rows, self.num_ops, device=self.device)
+        self._skipped = torch.zeros(rows, self.num_ops, dtype=torch.int64, device=self.device)
         self.probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
         self.seed = _distributed.shared_seed(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.epoch = 0
         self.delta = self._delta(0)
         self._applied_epoch = None
+        self._warned_no_epoch = False
         self._pending = deque()  # update="step": HostCopy of each record's distribution
         self._plans = OrderedDict()  # path -> precomputed grouping, LRU
-        self._flat = self._install_flat_grads() if flat_grads else None
-
-    def _install_flat_grads(self):
-        params = [p for ps in self._params for plist in ps for p in plist]
-        if not params:
-            return None
-        dtypes = {p.dtype for p in params}
-        if len(dtypes) != 1:
-            raise ValueError(f"flat_grads needs one dtype for all candidate ops, got {dtypes}")
-        flat = torch.zeros(sum(p.numel() for p in params), dtype=dtypes.pop(), device=self.device)
-        self._blocks = [[None] * self.num_ops for _ in self.decisions]
-        self._probes = [[None] * self.num_ops for _ in self.decisions]
-        offset = 0
-        for k, ps in enumerate(self._params):
-            for j, plist in enumerate(ps):
-                start = offset
-                for p in plist:
-                    view = flat[offset : offset + p.numel()].view_as(p)
-                    if p.grad is not None:
-                        view.copy_(p.grad)
-                    p.grad = view
-                    offset += p.numel()
-                if plist:
-                    self._blocks[k][j] = flat[start:offset]
-                    self._probes[k][j] = (plist[0], plist[0].grad)
-        return flat
+        self._flat = None
+        self._filter = None
+        if flat_grads:
+            self._flat = FlatGrads(self._params)
+            if self._flat.flat is None:
+                self._flat = None
+            self._filter = OffPathFilter(self._params, self._optimizers)
+        # AMP: what the scaler had done when this record's backward began
+        self._bwd_states, self._amp_armed = None, True
+        self._amp_handles = []
+        if scaler is not None:
+            me = weakref.ref(self)
+            self._amp_handles = on_accumulate_hooks(self._params, lambda _b: _amp_marker(me))
 
     @classmethod
     def paper(cls, edges, epochs: int, **kwargs):
         """The authors' PA, exactly: one distribution for all edges, updated per
-        epoch; per step, the sum of the conv weight and bias gradient norms of
-        each op over the path's cells, divided by the number of edges that chose
-        it, averaged into the op's score as (s + step) / 2 from 0 every epoch;
-        and their timing of delta: the distribution for epoch e is built at the
-        end of epoch e - 1 with delta = (e - 1) / epochs (epochs 0, 1 uniform)."""
+        epoch; per step, the sum of the gradient norms of every parameter tensor
+        of each op over the path's cells (in the authors' supernet, whose
+        BatchNorms have no affine parameters, those are the conv weights and
+        biases; here any parameter of an op counts), divided by the number of
+        edges that chose it, averaged into the op's score as (s + step) / 2 from
+        0 every epoch; and their timing of delta: the distribution for epoch e
+        is built at the end of epoch e - 1 with delta = (e - 1) / epochs
+        (epochs 0, 1 uniform)."""
         if epochs is None or epochs <= 0:
             raise ValueError("PathSampler.paper needs the number of epochs")
         return cls(
@@ -205,6 +273,15 @@ class PathSampler:
     # -- sampling -----------------------------------------------------------------
     def sample(self) -> list:
         """One op index per decision, drawn from the current distribution (on the host)."""
+        if self._applied_epoch is None and not self._warned_no_epoch:
+            self._warned_no_epoch = True
+            warnings.warn(
+                "PathSampler.sample() before any set_epoch(): the paths stay those of epoch 0 "
+                f"(delta = {self.delta}; uniform with the default schedule) until set_epoch(epoch) "
+                "is called at the start of every epoch",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._adopt()
         d = len(self.decisions)
         if self.shared:
@@ -230,15 +307,22 @@ class PathSampler:
         uses = [0] * self.num_ops
         for j in path:
             uses[j] += 1
-        blocks, block_cells, probes = [], [], []  # flat_grads: one entry per decision
+        flat = self._flat
+        tensors, tensor_cells, loose, probes = [], [], [], []  # flat_grads
         for k, j in enumerate(path):
             cell = (0 if self.shared else k) * self.num_ops + j
             if self._params[k][j]:
                 on_path.view(-1)[cell] = True
-                if self._flat is not None:
-                    blocks.append(self._blocks[k][j])
-                    block_cells.append(cell)
-                    probes.append(self._probes[k][j])
+            if flat is not None:
+                if flat.blocks[k][j] is not None:
+                    tensors.append(flat.blocks[k][j])
+                    tensor_cells.append(cell)
+                for p in flat.shared[k][j]:
+                    tensors.append(p.grad)
+                    tensor_cells.append(cell)
+                loose += [(p, cell) for p in self._params[k][j] if id(p) not in flat.owned]
+                if flat.probes[k][j] is not None:
+                    probes.append(flat.probes[k][j])
             for p in self._params[k][j]:
                 params.append(p)
                 owner.append(cell)
@@ -252,12 +336,12 @@ class PathSampler:
         inv_uses = torch.tensor(
             [1.0 / max(uses[j], 1) if self.shared else 1.0 for j in range(self.num_ops)]
         )
-        if self._flat is not None:
-            # l2: one block view per decision; paper: the per-tensor views.
-            paper = self.norm == "paper"
-            plan["flat_tensors"] = [p.grad for p in params] if paper else blocks
-            plan["flat_groups"] = torch.tensor(groups if paper else block_cells, dtype=torch.int64)
+        if flat is not None:
             plan["probes"] = probes
+            if self.norm == "l2":  # "paper" needs the norm of every tensor: no blocks
+                plan["flat_tensors"] = tensors
+                plan["flat_groups"] = torch.tensor(tensor_cells, dtype=torch.int64)
+                plan["loose"] = loose  # frozen when the buffer was built: read live
         plan.update(
             {
                 "params": params,
@@ -275,28 +359,62 @@ class PathSampler:
         return plan
 
     def step_scores(self, path) -> torch.Tensor:
-        """The score of each op on `path` from the current gradients, [rows, K]."""
-        return self._step_scores(self._plan(self._check_path(path)))
+        """The score of each op on `path` from the current gradients, [rows, K]
+        (unscaled when a ``scaler`` was given)."""
+        path = self._check_path(path)
+        plan = self._follow_parameters(path, self._plan(path))
+        return self._unscaled(self._step_scores(plan))
 
-    def _flat_intact(self, plan) -> bool:
-        if self._flat is None:
-            return False
-        if all(p.grad is view for p, view in plan["probes"]):
-            return True
+    def _follow_parameters(self, path, plan):
+        """Before reading the gradients: follows casts and moves of the
+        parameters (rebuilding the flat buffer, moving the scores)."""
+        if self._flat is not None and "probes" in plan:
+            state = FlatGrads.state(plan["probes"])
+            if state == "moved":  # a cast or move (Module._apply swaps the storage)
+                try:
+                    self._flat.build()
+                except ValueError as e:
+                    self._drop_flat(f"the candidate ops were cast or moved and {e}")
+            elif state == "replaced":
+                self._drop_flat(
+                    "the gradients of the candidate ops were replaced "
+                    "(e.g. zero_grad(set_to_none=True))"
+                )
+            if state != "ok":
+                self._plans.clear()
+                plan = self._plan(path)
+        params = plan["params"]
+        if params and params[0].device != self.device:
+            self._move(params[0].device)
+            plan = self._plan(path)
+        return plan
+
+    def _drop_flat(self, why: str) -> None:
         warnings.warn(
-            "PathSampler(flat_grads=True): the gradients of the candidate ops were replaced "
-            "(e.g. zero_grad(set_to_none=True)); going on without the flat buffer",
+            f"PathSampler(flat_grads=True): {why}; going on without the flat buffer",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-        self._flat = None
+        self._flat = None  # with every plan that holds views into it: the buffer is freed
         self._plans.clear()
-        return False
+
+    def _move(self, device) -> None:
+        """The sampler's tensors to the parameters' new device."""
+        self.device = torch.device(device)
+        self.scores = self.scores.to(self.device)
+        self.seen = self.seen.to(self.device)
+        self.count = self.count.to(self.device)
+        self._skipped = self._skipped.to(self.device)
+        self._plans.clear()
 
     def _step_scores(self, plan) -> torch.Tensor:
         rows = self.scores.shape[0]
-        if self._flat_intact(plan):
+        if self._flat is not None and "flat_tensors" in plan:
             grads, groups = plan["flat_tensors"], plan["flat_groups"]
+            if plan["loose"]:
+                live = [(p.grad, c) for p, c in plan["loose"] if p.grad is not None]
+                grads = grads + [g for g, _ in live]
+                groups = torch.cat([groups, torch.tensor([c for _, c in live], dtype=torch.int64)])
         else:
             grads, groups = [p.grad for p in plan["params"]], plan["groups"]
             if any(map(operator.is_, grads, repeat(None))):  # a missing gradient counts as 0
@@ -305,34 +423,77 @@ class PathSampler:
         if not grads:
             return torch.zeros(rows, self.num_ops, device=self.device)
         if self.norm == "paper":  # groups are the tensors; missing ones stay 0
-            norms = ops.grouped_grad_norm(grads, groups, plan["num_groups"])
+            norms = _grouped_norm(grads, groups, plan["num_groups"], squared=False)
             return (norms @ plan["mix"]).view(rows, self.num_ops)
-        sq = ops.grouped_grad_norm(grads, groups, plan["num_groups"], squared=True)
+        sq = _grouped_norm(grads, groups, plan["num_groups"], squared=True)
         return (sq.view(rows, self.num_ops) * plan["inv_uses"]).sqrt_()
+
+    def _unscaled(self, step: torch.Tensor) -> torch.Tensor:
+        """Divides by the GradScaler's scale if the gradients are still scaled."""
+        sc = self._scaler
+        if sc is None or not sc.is_enabled() or sc._scale is None:
+            return step
+        states = sc._per_optimizer_states
+        if states is not self._bwd_states:
+            return step  # update() ran after this backward: step() unscaled the gradients
+        mine = (
+            [states[id(o)] for o in self._optimizers if id(o) in states]
+            if self._optimizers
+            else list(states.values())
+        )
+        if any(s["stage"].name != "READY" for s in mine):
+            return step  # unscale_() or step() already ran
+        return step / sc._scale.to(step.device, non_blocking=True)
+
+    def _spent_steps(self) -> None:
+        """AMP: a step that the scaler skipped spends the gradients as a taken one does."""
+        sc = self._scaler
+        if self._filter is None or sc is None:
+            return
+        states = sc._per_optimizer_states
+        if states is not self._bwd_states:
+            self._filter.forget()
+            return
+        for o in self._optimizers:
+            if id(o) in states and states[id(o)]["stage"].name == "STEPPED":
+                self._filter.forget(o)
 
     def record(self, path) -> None:
         """Credits the gradients now in ``.grad`` to the ops of `path` (no host sync)."""
-        plan = self._plan(self._check_path(path))
-        step = self._step_scores(plan)
+        path = self._check_path(path)
+        plan = self._follow_parameters(path, self._plan(path))
+        step = self._unscaled(self._step_scores(plan))
+        self._spent_steps()
+        self._amp_armed = True
+        on_path = plan["on_path"]
         if self.rule == "paper":
             # The authors' test is step != 0; > 0 also keeps NaN out (norms are >= 0).
-            mask = (step > 0) & (step < math.inf)
+            finite = step < math.inf
+            mask = (step > 0) & finite
             self.scores = torch.where(mask, (self.scores + step) * 0.5, self.scores)
-        elif self.rule == "ema":
-            mask = torch.isfinite(step) & plan["on_path"]
-            mixed = torch.where(self.seen, self.scores.lerp(step, 1 - self.decay), step)
-            self.scores = torch.where(mask, mixed, self.scores)
-        else:  # mean
-            mask = torch.isfinite(step) & plan["on_path"]
-            self.count = self.count + mask
-            self.scores = torch.where(
-                mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
-            )
+            self._skipped.add_(on_path & ~finite)
+        else:
+            mask = torch.isfinite(step) & on_path
+            self._skipped.add_(on_path ^ mask)  # on the path and not finite
+            if self.rule == "ema":
+                mixed = torch.where(self.seen, self.scores.lerp(step, 1 - self.decay), step)
+                self.scores = torch.where(mask, mixed, self.scores)
+            else:  # mean
+                self.count = self.count + mask
+                self.scores = torch.where(
+                    mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
+                )
         self.seen = self.seen | mask
         if self.update == "step":
             # On the scores' device; the host copy is queued here, read by sample().
             _distributed.merge_visited_mean(self.scores, self.seen)
             self._pending.append(HostCopy(self._distribution(self.delta)))
+
+    @property
+    def skipped_scores(self) -> int:
+        """How many step scores of ops on a recorded path were not finite (an
+        overflowed step) and left out (a host read)."""
+        return int(self._skipped.sum())
 
     # -- distribution ---------------------------------------------------------------
     def _distribution(self, delta: float) -> torch.Tensor:
@@ -355,10 +516,20 @@ class PathSampler:
     def set_epoch(self, epoch: int) -> None:
         """Starts `epoch`: merges the ranks' scores, rebuilds the distribution
         with this epoch's delta and restarts the scores if the rule says so.
-        Calling it again for the epoch already started changes nothing."""
+        Calling it again for the epoch already started changes nothing.
+        Epochs count from 0: ``0 <= epoch < epochs``; others raise."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+            raise TypeError(f"set_epoch: epoch must be an int, got {epoch!r}")
+        epoch = int(epoch)
+        if epoch < 0 or (self.epochs is not None and epoch >= self.epochs):
+            top = "" if self.epochs is None else f", {self.epochs}"
+            raise ValueError(
+                f"set_epoch: epoch {epoch} is out of range [0{top}) (epochs={self.epochs}; "
+                "epochs count from 0, as in range(epochs))"
+            )
         if epoch == self._applied_epoch:
             return
-        self.epoch = int(epoch)
+        self.epoch = epoch
         self.delta = self._delta(self.epoch)
         self._refresh(self.delta)
         if self.restart_every_epoch:
@@ -375,13 +546,25 @@ class PathSampler:
         return self.probs
 
     def _check_path(self, path) -> tuple:
-        path = tuple(int(j) for j in path)
-        if len(path) != len(self.decisions):
-            raise ValueError(f"a path has {len(self.decisions)} ops, got {len(path)}")
+        if isinstance(path, torch.Tensor):
+            path = path.tolist()
+        d = len(self.decisions)
+        if len(path) != d:
+            raise ValueError(f"a path has {d} ops (one per decision), got {len(path)}")
+        out = []
         for k, j in enumerate(path):
+            if isinstance(j, bool) or isinstance(j, float):
+                raise TypeError(f"path[{k}] = {j!r} is not an op index (an int)")
+            try:
+                j = operator.index(j)
+            except TypeError:
+                raise TypeError(f"path[{k}] = {j!r} is not an op index (an int)") from None
             if not 0 <= j < self.num_ops:
-                raise ValueError(f"path[{k}] = {j} is not an op index in [0, {self.num_ops})")
-        return path
+                raise ValueError(
+                    f"path[{k}] = {j} is not an op index of decision {k}: [0, {self.num_ops})"
+                )
+            out.append(j)
+        return tuple(out)
 
     # -- checkpoints ----------------------------------------------------------------
     def _config(self) -> tuple:
@@ -408,6 +591,7 @@ class PathSampler:
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
             "applied_epoch": self._applied_epoch,
+            "skipped": self._skipped.cpu(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -427,11 +611,38 @@ class PathSampler:
         self.epoch = int(state["epoch"])
         self._applied_epoch = state["applied_epoch"]
         self.delta = self._delta(self.epoch)
+        if "skipped" in state:
+            self._skipped = state["skipped"].to(self.device)
+        else:
+            self._skipped = torch.zeros_like(self.count, dtype=torch.int64)
 
 
-def _instances(edge, k):
-    if isinstance(edge, nn.ModuleList):
-        return [edge]
-    if isinstance(edge, Sequence) and edge and all(isinstance(m, nn.ModuleList) for m in edge):
-        return list(edge)
-    raise TypeError(f"edges[{k}] must be an nn.ModuleList of candidate ops or a list of them")
+def _optimizers(optimizer) -> list:
+    if optimizer is None:
+        return []
+    opts = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer)
+    for i, o in enumerate(opts):
+        if not isinstance(o, torch.optim.Optimizer):
+            raise TypeError(f"optimizer[{i}] is a {type(o).__name__}, not a torch.optim.Optimizer")
+    return opts
+
+
+def _amp_marker(me):
+    def hook(_param):
+        s = me()
+        if s is not None and s._amp_armed:  # the first gradient of this record's backward
+            s._amp_armed = False
+            s._bwd_states = s._scaler._per_optimizer_states
+
+    return hook
+
+
+def _grouped_norm(grads, groups, num_groups, squared):
+    """ops.grouped_grad_norm, with float64 gradients (which it does not take)
+    reduced in float64 by plain torch ops (still no host sync)."""
+    if grads[0].dtype != torch.float64:
+        return ops.grouped_grad_norm(grads, groups, num_groups, squared=squared)
+    sq = torch.stack(torch._foreach_norm(grads)).square()
+    out = torch.zeros(num_groups, dtype=torch.float64, device=sq.device)
+    out.index_add_(0, to_device(groups, sq.device), sq)
+    return (out if squared else out.sqrt()).float()

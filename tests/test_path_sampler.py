@@ -276,16 +276,20 @@ def test_bad_edges_and_paths():
 @pytest.mark.parametrize("norm,rule", [("l2", "ema"), ("paper", "paper")])
 def test_flat_grads_gives_the_same_scores_and_trains_the_same(norm, rule):
     models = [tiny_supernet(), tiny_supernet()]
-    samplers = [
-        PathSampler(m.decisions(), delta=0.5, norm=norm, rule=rule, seed=4, flat_grads=flat)
-        for m, flat in zip(models, (False, True))
-    ]
     optims = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in models]
+    samplers = [
+        PathSampler(
+            m.decisions(), delta=0.5, norm=norm, rule=rule, seed=4, flat_grads=flat, optimizer=o
+        )
+        for m, o, flat in zip(models, optims, (False, True))
+    ]
+    for s in samplers:
+        s.set_epoch(0)
     for step in range(4):
         path = samplers[0].sample()
         assert samplers[1].sample() == path
-        for m, s, opt in zip(models, samplers, optims):
-            backward(m, path, seed=step, set_to_none=False)  # keeps the flat views
+        for m, s, opt, flat in zip(models, samplers, optims, (False, True)):
+            backward(m, path, seed=step, set_to_none=not flat)  # flat: keeps the views
             opt.step()
             s.record(path)
         torch.testing.assert_close(samplers[1].scores, samplers[0].scores, rtol=1e-5, atol=1e-7)
@@ -295,13 +299,16 @@ def test_flat_grads_gives_the_same_scores_and_trains_the_same(norm, rule):
     cell_conv = models[1].cells[0].edges[0][3][1].weight
     assert (
         cell_conv.grad.untyped_storage().data_ptr()
-        == samplers[1]._flat.untyped_storage().data_ptr()
+        == samplers[1]._flat.flat.untyped_storage().data_ptr()
     )
 
 
 def test_flat_grads_notices_replaced_gradients():
     model, ref = tiny_supernet(), tiny_supernet()
-    sampler = PathSampler(model.decisions(), delta=0.5, rule="mean", seed=0, flat_grads=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sampler = PathSampler(
+        model.decisions(), delta=0.5, rule="mean", seed=0, flat_grads=True, optimizer=opt
+    )
     plain = PathSampler(ref.decisions(), delta=0.5, rule="mean", seed=0)
     path = [3, 2, 3, 2, 3, 2]
     model.zero_grad(set_to_none=True)  # drops the views
@@ -318,7 +325,9 @@ def test_flat_grads_needs_one_dtype():
     model = tiny_supernet()
     model.cells[0].edges[0][2].double()
     with pytest.raises(ValueError, match="one dtype"):
-        PathSampler(model.decisions(), delta=0.5, flat_grads=True)
+        PathSampler(model.decisions(), delta=0.5, flat_grads=True, optimizer=[])
+    with pytest.raises(ValueError, match="needs optimizer"):
+        PathSampler(tiny_supernet().decisions(), delta=0.5, flat_grads=True)
 
 
 # -- devices: the per-step path without host syncs, CPU and CUDA alike ------------------
@@ -351,9 +360,9 @@ def test_training_steps_do_not_sync(device, kwargs):
     """sample, forward, backward, SGD step and record under torch's sync debug mode
     "error" on CUDA (any host sync raises), new paths (cold plans) included."""
     model = tiny_supernet().to(device)
-    sampler = PathSampler(model.decisions(), epochs=3, seed=1, **kwargs)
-    flat = kwargs.get("flat_grads", False)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sampler = PathSampler(model.decisions(), epochs=3, seed=1, optimizer=opt, **kwargs)
+    flat = kwargs.get("flat_grads", False)
     g = torch.Generator().manual_seed(0)
     batches = [
         (
@@ -457,3 +466,453 @@ def test_cuda_run_matches_the_cpu_run_and_resumes_on_cuda(kwargs):
         for _ in range(4):  # the same distribution and generator state: the same draws
             path = samplers["cpu"].sample()
             assert resumed.sample() == path and back.sample() == path
+
+
+# -- flat_grads: casts, frozen and shared parameters, what the optimizer sees --------
+
+
+def candidate_params(model):
+    return [
+        p for cell in model.cells for edge in cell.edges for op in edge for p in op.parameters()
+    ]
+
+
+def fill_grads(model, seed):
+    """Writes deterministic gradients in place (as a backward into kept .grad tensors)."""
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.copy_(torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("cast", ["half", "bfloat16", "float64"])
+def test_flat_grads_follows_casts(cast):
+    """Module._apply swaps the storage behind each .grad: the buffer must follow."""
+    model, ref = tiny_supernet(), tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    flat = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=True, optimizer=opt)
+    plain = PathSampler(ref.decisions(), delta=0.5, seed=0)
+    path = [3, 2, 3, 0, 2, 4]
+    backward(model, path, seed=0, set_to_none=False)
+    flat.record(path)
+    dtype = {"half": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}[cast]
+    model.to(dtype)
+    ref.to(dtype)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        q.grad = torch.zeros_like(q) if p.grad is not None else None
+    with warnings_as_errors():
+        for seed in (1, 2):
+            model.zero_grad(set_to_none=False)
+            fill_grads(model, seed)
+            fill_grads(ref, seed)
+            got, want = flat.step_scores(path), plain.step_scores(path)
+            assert got[0, 2] > 0 and got[0, 3] > 0
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+    # the buffer now has the new dtype and really holds the gradients
+    assert flat._flat.flat.dtype == dtype
+    conv = model.cells[0].edges[0][3][1].weight
+    assert conv.grad.untyped_storage().data_ptr() == flat._flat.flat.untyped_storage().data_ptr()
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_list_mode_follows_a_cast_to_float64():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0, norm="l2")
+    path = [3, 2, 3, 0, 2, 4]
+    backward(model, path, seed=0)
+    model.double()  # casts the gradients too
+    got = sampler.step_scores(path)[0]
+    for op in (2, 3):
+        uses = [k for k, j in enumerate(path) if j == op]
+        sq = sum(
+            p.grad.square().sum()
+            for k in uses
+            for c in model.cells
+            for p in c.edges[k][op].parameters()
+        )
+        assert float(got[op]) == pytest.approx(float((sq / len(uses)).sqrt()), rel=1e-6)
+
+
+def test_flat_grads_leaves_frozen_parameters_alone():
+    model = tiny_supernet()
+    frozen = model.cells[0].edges[0][3][1].bias
+    frozen.requires_grad_(False)
+    before = frozen.detach().clone()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.5)
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=True, optimizer=opt)
+    assert frozen.grad is None
+    for step in range(3):
+        backward(model, [3] * 6, seed=step, set_to_none=False)
+        opt.step()
+        sampler.record([3] * 6)
+    assert frozen.grad is None and torch.equal(frozen, before)
+    assert sampler._flat.flat.numel() == sum(
+        p.numel() for p in candidate_params(model) if p.requires_grad
+    )
+
+
+def test_flat_grads_with_parameters_shared_between_ops():
+    """A weight of op 2 on edge 1 is op 2's weight on edge 0 too: each op's score
+    counts it (as without the buffer) and the buffer holds it once."""
+
+    def shared_model():
+        model = tiny_supernet()
+        for cell in model.cells:
+            cell.edges[1][2][1].weight = cell.edges[0][2][1].weight
+        return model
+
+    model, ref = shared_model(), shared_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    flat = PathSampler(
+        model.decisions(), delta=0.5, seed=0, shared=False, flat_grads=True, optimizer=opt
+    )
+    plain = PathSampler(ref.decisions(), delta=0.5, seed=0, shared=False)
+    unique = {id(p): p for p in candidate_params(model)}.values()
+    assert flat._flat.flat.numel() == sum(p.numel() for p in unique)
+    for path in ([2, 2, 3, 0, 1, 4], [2, 0, 3, 3, 1, 4], [0, 2, 2, 2, 2, 2]):
+        backward(model, path, seed=1, set_to_none=False)
+        backward(ref, path, seed=1)
+        torch.testing.assert_close(flat.step_scores(path), plain.step_scores(path))
+    assert flat.step_scores([0, 2, 2, 2, 2, 2])[1, 2] > 0
+
+
+def run_steps(make_opt, flat, paths):
+    model = tiny_supernet()
+    opt = make_opt(model.parameters())
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=flat, optimizer=opt)
+    snapshots = []
+    for step, path in enumerate(paths):
+        g = torch.Generator().manual_seed(step)
+        x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(3, (6,), generator=g)
+        opt.zero_grad(set_to_none=not flat)  # the views need in-place zeroing
+        torch.nn.functional.cross_entropy(model(x, path), y).backward()
+        opt.step()
+        sampler.record(path)
+        snapshots.append([p.detach().clone() for p in model.parameters()])
+    return model, snapshots
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1),
+        lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    ],
+    ids=["sgd-momentum-wd", "adamw"],
+)
+def test_flat_grads_moves_exactly_what_the_optimizer_moves_without_it(make_opt):
+    """Op 3 of edge 0 is trained at step 0 only, op 2 of edge 5 never, step 2 has
+    no op with parameters: with or without the buffer every step moves the same
+    parameters by the same amounts (bit for bit)."""
+    paths = [[3, 2, 3, 2, 3, 0], [2, 3, 2, 3, 2, 1], [0, 1, 4, 0, 1, 4], [2, 2, 2, 3, 3, 3]]
+    plain_model, plain = run_steps(make_opt, False, paths)
+    flat_model, flat = run_steps(make_opt, True, paths)
+    for step, (a, b) in enumerate(zip(plain, flat)):
+        for i, (p, q) in enumerate(zip(a, b)):
+            assert torch.equal(p, q), f"step {step}: parameter {i} differs"
+    never = flat_model.cells[0].edges[5][2][1].weight
+    assert torch.equal(never, tiny_supernet().cells[0].edges[5][2][1].weight)
+
+
+def test_flat_grads_optimizer_lists_are_restored_after_each_step():
+    model = tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    full = list(opt.param_groups[0]["params"])
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=True, optimizer=opt)
+    backward(model, [3] * 6, seed=0, set_to_none=False)
+    opt.step()
+    assert opt.param_groups[0]["params"] == full
+    sampler.record([3] * 6)
+    assert len(opt.state_dict()["param_groups"][0]["params"]) == len(full)
+
+
+def test_flat_grads_fallback_frees_the_buffer():
+    import gc
+    import weakref
+
+    model = tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=True, optimizer=opt)
+    path = [3, 2, 3, 2, 3, 2]
+    backward(model, path, seed=0, set_to_none=False)
+    sampler.record(path)  # a plan holding block views
+    buffer = weakref.ref(sampler._flat.flat)
+    backward(model, path, seed=1, set_to_none=True)
+    with pytest.warns(RuntimeWarning, match="replaced"):
+        sampler.record(path)
+    gc.collect()
+    assert buffer() is None
+
+
+# -- mixed precision ------------------------------------------------------------------
+
+
+def scaled_backward(model, path, seed, scaler, opt, set_to_none=True):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(3, (6,), generator=g)
+    opt.zero_grad(set_to_none=set_to_none)
+    loss = torch.nn.functional.cross_entropy(model(x, path), y)
+    (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+@pytest.mark.parametrize("when", ["after-backward", "after-unscale", "after-step", "after-update"])
+def test_amp_scores_are_those_of_the_unscaled_gradients(when):
+    model, ref = tiny_supernet(), tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: both models stay equal
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=1)
+    amp = PathSampler(model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt)
+    plain = PathSampler(ref.decisions(), delta=0.5, seed=0)
+    for step, path in enumerate(([3, 2, 3, 0, 2, 4], [2, 2, 3, 3, 1, 1], [3] * 6)):
+        scaled_backward(model, path, step, scaler, opt)
+        scaled_backward(ref, path, step, None, ref_opt)
+        stages = ["after-backward", "after-unscale", "after-step", "after-update"]
+        for stage in stages:
+            if stage == when:
+                amp.record(path)
+            if stage == "after-backward":
+                scaler.unscale_(opt)
+            elif stage == "after-unscale":
+                scaler.step(opt)
+            elif stage == "after-step":
+                scaler.update()  # the scale grows every step here
+        plain.record(path)
+        torch.testing.assert_close(amp.scores, plain.scores, rtol=1e-5, atol=1e-7)
+    assert scaler.get_scale() > 2.0**16 and amp.skipped_scores == 0
+
+
+def test_amp_overflow_steps_are_skipped_and_counted():
+    model = tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    sampler = PathSampler(model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt)
+    path = [3, 2, 3, 0, 2, 4]
+    scaled_backward(model, path, 0, scaler, opt)
+    sampler.record(path)
+    scaler.step(opt)
+    scaler.update()
+    before = sampler.scores.clone()
+    scaled_backward(model, path, 1, scaler, opt)
+    model.cells[0].edges[0][3][1].weight.grad[0, 0, 0, 0] = float("inf")
+    sampler.record(path)  # op 3's step score is inf: left out
+    scaler.step(opt)  # skipped by the scaler
+    scaler.update()
+    assert sampler.skipped_scores == 1 and torch.equal(sampler.scores[0, 3], before[0, 3])
+    assert torch.isfinite(sampler.scores).all() and scaler.get_scale() < 2.0**16
+    assert PathSampler(model.decisions(), delta=0.5).skipped_scores == 0
+    resumed = PathSampler(model.decisions(), delta=0.5, seed=0)
+    resumed.load_state_dict(sampler.state_dict())
+    assert resumed.skipped_scores == 1
+
+
+def test_amp_with_flat_grads_moves_what_it_moves_without_the_buffer():
+    """A step that the scaler skips spends its gradients: the next step must not
+    see the zero gradients of the skipped step's ops."""
+    paths = [[3, 3, 3, 3, 3, 3], [2, 2, 2, 2, 2, 2], [0, 1, 4, 0, 1, 4]]
+    results = []
+    for flat in (False, True):
+        model = tiny_supernet()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        sampler = PathSampler(
+            model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt, flat_grads=flat
+        )
+        for step, path in enumerate(paths):
+            g = torch.Generator().manual_seed(step)
+            x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(3, (6,), generator=g)
+            opt.zero_grad(set_to_none=not flat)
+            scaler.scale(torch.nn.functional.cross_entropy(model(x, path), y)).backward()
+            if step == 1:  # an overflow: the scaler skips this step
+                model.cells[0].edges[0][2][1].weight.grad.fill_(float("inf"))
+            scaler.step(opt)
+            scaler.update()
+            sampler.record(path)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for i, (p, q) in enumerate(zip(*results)):
+        assert torch.equal(p, q), f"parameter {i} differs"
+
+
+def test_scaler_must_be_a_grad_scaler():
+    with pytest.raises(TypeError, match="GradScaler"):
+        PathSampler(tiny_supernet().decisions(), delta=0.5, scaler=object())
+    with pytest.raises(TypeError, match=r"optimizer\[0\]"):
+        PathSampler(tiny_supernet().decisions(), delta=0.5, optimizer=[object()])
+
+
+# -- epochs, paths and decisions ------------------------------------------------------
+
+
+def test_set_epoch_out_of_range_raises():
+    sampler = PathSampler(tiny_supernet().decisions(), epochs=4, seed=0)
+    sampler.set_epoch(3)
+    assert sampler.delta == 0.75
+    for bad in (4, 5, -1):
+        with pytest.raises(ValueError, match=rf"epoch {bad} is out of range \[0, 4\)"):
+            sampler.set_epoch(bad)
+    for bad in (1.0, True, "1"):
+        with pytest.raises(TypeError, match="epoch must be an int"):
+            sampler.set_epoch(bad)
+    assert sampler.epoch == 3
+    with pytest.raises(ValueError, match="out of range"):
+        PathSampler(tiny_supernet().decisions(), delta=0.5).set_epoch(-1)
+    with pytest.raises(ValueError, match="epochs must be"):
+        PathSampler(tiny_supernet().decisions(), delta=0.5, epochs=0)
+
+
+def test_sampling_without_set_epoch_warns_once():
+    sampler = PathSampler(tiny_supernet().decisions(), epochs=4, seed=0)
+    with pytest.warns(RuntimeWarning, match="set_epoch"):
+        sampler.sample()
+    with warnings_as_errors():
+        sampler.sample()
+        other = PathSampler(tiny_supernet().decisions(), epochs=4, seed=0)
+        other.set_epoch(0)
+        other.sample()
+
+
+def test_bad_path_entries():
+    sampler = PathSampler(tiny_supernet().decisions(), delta=0.5, seed=0)
+    for bad in (0.9, 2.0, True, "1", torch.tensor(1.0)):
+        with pytest.raises(TypeError, match=r"path\[2\] = .* is not an op index"):
+            sampler.record([0, 1, bad, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"path\[3\] = -1 is not an op index of decision 3"):
+        sampler.record([0, 1, 2, -1, 0, 0])
+    with pytest.raises(ValueError, match=r"6 ops \(one per decision\), got 7"):
+        sampler.record([0] * 7)
+    import numpy as np
+
+    backward(tiny_supernet(), [3] * 6, seed=0)
+    sampler.record(np.array([3] * 6))  # numpy and tensor ints are fine
+    sampler.record(torch.tensor([3] * 6))
+
+
+def test_decisions_from_module_names():
+    model = tiny_supernet()
+    built = PathSampler.decisions_from(model, r"layers\.\d+\.edges\.(\d+)")
+    want = model.decisions()
+    assert [[id(m) for m in d] for d in built] == [[id(m) for m in d] for d in want]
+    # without a group: every match is a decision of its own
+    single = PathSampler.decisions_from(model, r"layers\.0\.edges\.\d+")
+    assert [len(d) for d in single] == [1] * 6
+    with pytest.raises(TypeError, match="not an nn.ModuleList"):
+        PathSampler.decisions_from(model, r"layers\.0\.edges\.0\.3")
+    with pytest.raises(ValueError, match="matches no module"):
+        PathSampler.decisions_from(model, r"cells\.(\d+)")
+    a = PathSampler(built, delta=0.5, seed=3)
+    b = PathSampler(want, delta=0.5, seed=3)
+    path = [3, 2, 3, 2, 0, 1]
+    backward(model, path, seed=0)
+    torch.testing.assert_close(a.step_scores(path), b.step_scores(path))
+
+
+def test_transposed_decisions_are_rejected():
+    """Edges with different candidates: a list per cell instead of per edge is caught."""
+    from torch import nn
+
+    def edge(first):
+        ops = [nn.Conv2d(2, 2, 1), nn.Identity()]
+        return nn.ModuleList(ops if first else ops[::-1])
+
+    cells = [nn.ModuleList([edge(True), edge(False)]) for _ in range(2)]  # 2 cells, 2 edges
+    good = [[cell[k] for cell in cells] for k in range(2)]
+    PathSampler(good, delta=0.5)
+    transposed = [[cell[k] for k in range(2)] for cell in cells]
+    with pytest.raises(ValueError, match=r"edges\[0\]\[1\]: op 0 is a Identity .*transposed"):
+        PathSampler(transposed, delta=0.5)
+    with pytest.raises(ValueError, match=r"edges\[1\]\[0\] is the candidate list already"):
+        PathSampler([good[0], good[0]], delta=0.5)
+
+
+@pytest.mark.parametrize("stage", ["scaled", "unscaled"])
+def test_amp_record_does_not_sync_with_the_host(monkeypatch, stage):
+    model = tiny_supernet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    sampler = PathSampler(
+        model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt, flat_grads=True
+    )
+    path = [3, 2, 1, 3, 0, 4]
+    scaled_backward(model, path, 0, scaler, opt, set_to_none=False)
+    sampler.record(path)  # warm the plan
+    scaled_backward(model, path, 1, scaler, opt, set_to_none=False)
+    if stage == "unscaled":
+        scaler.unscale_(opt)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("record() read a tensor back to the host")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    sampler.record(path)
+    monkeypatch.undo()
+    assert torch.isfinite(sampler.scores).all() and sampler.scores.max() < 100
+
+
+@requires_cuda
+@pytest.mark.parametrize("flat", [False, True], ids=["list", "flat"])
+def test_cuda_sampler_follows_the_model_to_cuda(flat):
+    """Built on the CPU, the supernet then moved: the scores move too (and the
+    flat buffer is rebuilt on the GPU), matching a sampler built on the GPU."""
+    with exact_cuda_math():
+        model, ref = tiny_supernet(), tiny_supernet().cuda()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        moved = PathSampler(
+            model.decisions(), delta=0.5, seed=0, flat_grads=flat, optimizer=opt, rule="mean"
+        )
+        plain = PathSampler(ref.decisions(), delta=0.5, seed=0, rule="mean")
+        path = [3, 2, 3, 0, 2, 4]
+        backward(model, [3] * 6, seed=5, set_to_none=not flat)  # CPU gradients first
+        model.cuda()
+        for step in range(3):
+            backward(model, path, seed=step, set_to_none=not flat)
+            backward(ref, path, seed=step)
+            moved.record(path)
+            plain.record(path)
+        assert moved.scores.is_cuda and moved.seen.is_cuda
+        torch.testing.assert_close(moved.scores, plain.scores, rtol=1e-5, atol=1e-7)
+        if flat:
+            conv = model.cells[0].edges[0][3][1].weight
+            assert moved._flat.flat.is_cuda
+            assert conv.grad.data_ptr() >= moved._flat.flat.data_ptr()
+            assert conv.grad.untyped_storage().data_ptr() == (
+                moved._flat.flat.untyped_storage().data_ptr()
+            )
+
+
+@requires_cuda
+def test_cuda_amp_record_reads_the_scale_on_the_device():
+    with exact_cuda_math():
+        model = tiny_supernet().cuda()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12)
+        sampler = PathSampler(model.decisions(), delta=0.5, seed=0, scaler=scaler, optimizer=opt)
+        path = [3, 2, 3, 0, 2, 4]
+
+        def scaled_step(seed):
+            g = torch.Generator().manual_seed(seed)
+            x, y = torch.randn(6, 3, 8, 8, generator=g), torch.randint(3, (6,), generator=g)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x.cuda(), path), y.cuda())
+            scaler.scale(loss).backward()
+
+        scaled_step(0)
+        sampler.record(path)  # warm: plan, lazy CUDA set-up
+        scaler.step(opt)
+        scaler.update()
+        scaled_step(1)
+        with no_sync("cuda"):
+            scaled = sampler.step_scores(path)  # before unscale_: divided on the device
+            sampler.record(path)
+        scaler.unscale_(opt)
+        with no_sync("cuda"):
+            unscaled = sampler.step_scores(path)
+        torch.testing.assert_close(scaled, unscaled, rtol=1e-5, atol=1e-7)
+        assert unscaled.is_cuda and float(unscaled.max()) < 100

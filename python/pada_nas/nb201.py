@@ -129,7 +129,8 @@ class Supernet(nn.Module):
         return [m for m in self.layers if isinstance(m, Cell)]
 
     def decisions(self):
-        """The path's decisions for pada_ext.PathSampler: edge k of every cell."""
+        """The path's decisions for pada_ext.PathSampler: edge k of every cell (the
+        same as ``PathSampler.decisions_from(self, r"layers\\.\\d+\\.edges\\.(\\d+)")``)."""
         return [[cell.edges[k] for cell in self.cells] for k in range(NUM_EDGES)]
 
     def forward(self, x, path):
