@@ -86,7 +86,8 @@ def main(argv=None):
     flat = torch.randn(numel, device=dev)
     paper = PathSampler.paper(model.decisions(), epochs=10, seed=0)
     default = PathSampler(model.decisions(), delta=0.5, seed=0)
-    flat_sampler = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=True)
+    # No torch optimizer steps these parameters here: optimizer=[] (nothing to filter).
+    flat_sampler = PathSampler(model.decisions(), delta=0.5, seed=0, flat_grads=True, optimizer=[])
     scores_py, scores_t = [0.0] * 5, torch.zeros(5, device=dev)
 
     def repeat(fn):
