@@ -58,9 +58,11 @@ TORCH_LIBRARY(pada, m) {
   // Cross-entropy of logits [N, C] (float32/16, bfloat16) with int64 targets
   // [N], in one read of the logits: the loss reduced as torch's (reduction:
   // 0 none, 1 mean, 2 sum, as at::Reduction) in the logits' dtype, the L2 norm
-  // of each row's gradient (float32 [N]) and each row's log-sum-exp for the
-  // backward (float32 [N]). Ignored rows get 0 norm and lse. Differentiable
-  // w.r.t. logits (a C++ autograd kernel, csrc/autograd/).
+  // of each row's gradient (float32 [N]) and, for the backward, each row's max
+  // and log-sum-exp of the row shifted by it (lse: float32 [N, 2], apart so
+  // that the backward stays exact at any offset of the logits). Ignored rows
+  // get 0 norm and lse. Differentiable w.r.t. logits (a C++ autograd kernel,
+  // csrc/autograd/); under autocast 16-bit logits run in float32, as torch's.
   m.def(
       "cross_entropy_with_grad_norm_fwd(Tensor logits, Tensor target, int reduction, "
       "int ignore_index, float label_smoothing) -> (Tensor loss, Tensor grad_norm, Tensor lse)");

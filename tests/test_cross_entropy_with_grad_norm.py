@@ -3,11 +3,14 @@ and the float64 reference (gradient norm), on every (device, backend) available
 here: the compiled CPU and CUDA kernels, and Triton (on the GPU, or on CPU
 tensors in the interpreter, where grids are kept to a few dozen rows)."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
     BACKEND_DEVICES,
+    DEVICES,
     no_sync,
     requires_cuda,
     requires_triton,
@@ -130,17 +133,15 @@ def test_errors():
     bad[2] = -1
     with pytest.raises(ValueError, match=r"target\[2\] = -1"):
         torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, bad, 1, -100, 0.0)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"target must have shape \[4\].*got \[3\]"):
         xent(logits, target[:3])
-    with pytest.raises(ValueError, match="2-D"):
-        xent(logits[None], target)
-    with pytest.raises(TypeError, match="class indices"):
-        xent(logits, target.float())
-    with pytest.raises(TypeError, match="float32, float16 or bfloat16"):
-        xent(logits.double(), target)
+    with pytest.raises(ValueError, match=r"target must have shape \[1, 5\]"):
+        xent(logits[None], target)  # [1, 4, 5] logits: 5 positions of 4 classes
+    with pytest.raises(TypeError, match="integer"):
+        xent(logits.long(), target)
     with pytest.raises(ValueError, match="reduction"):
         xent(logits, target, reduction="max")
-    with pytest.raises(ValueError, match="label_smoothing"):
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
         xent(logits, target, label_smoothing=1.5)
     with pytest.raises(ValueError, match="meta"):
         xent(logits, target.to("meta"))
@@ -560,3 +561,313 @@ def test_more_rows_than_one_grid(device, backend, n, c):
     assert torch.isfinite(norm).all() and (norm > 0).all()
     rows = torch.cat([torch.arange(3), torch.arange(n - 9, n)]).to(device)
     _check_rows(logits.detach(), target, loss.float(), norm, x.grad, rows)
+
+
+# ---- Accuracy at large offsets (the loss from shifted values only) ----------
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e6, -1e6])
+@pytest.mark.parametrize("device,backend,c", backend_cases([10, 1000, 4097]))
+def test_offset_logits_keep_float32_accuracy(device, backend, c, offset, eps):
+    """Logits shifted by a constant: loss, gradient and norm as accurate as
+    torch's (lse - z_y formed directly was off by 5e-4 at 1e4, 3e-2 at 1e6),
+    and every gradient row sums to 0 (it did not when exp(z - lse) was used)."""
+    logits, target = make_case(8, c, torch.float32, n_ignored=1)
+    logits = (logits + offset).to(device)
+    target = target.to(device)
+    x = logits.clone().requires_grad_()
+    loss, norm = xent(x, target, reduction="none", label_smoothing=eps, backend=backend)
+    loss.sum().backward()
+    x64 = logits.double().requires_grad_()
+    want = F.cross_entropy(x64, target, reduction="none", label_smoothing=eps)
+    want.sum().backward()
+    torch.testing.assert_close(loss.double(), want, rtol=1e-6, atol=3e-6)
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-5, atol=1e-7)
+    assert x.grad.double().sum(1).abs().max() < 1e-5
+    torch.testing.assert_close(norm, ref_norm(logits, target, -100, eps), rtol=1e-5, atol=1e-7)
+
+
+# ---- Autocast: float32, as F.cross_entropy ----------------------------------
+
+
+AUTOCAST_DTYPES = [torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", AUTOCAST_DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_autocast_runs_in_float32(device, backend, reduction, dtype):
+    """Under autocast F.cross_entropy casts 16-bit logits to float32 (loss in
+    float32, gradient in the logits' dtype): so does the op, on every backend."""
+    dev = torch.device(device).type
+    logits, target = make_case(40, 300, dtype, n_ignored=2, device=device)
+    x = logits.clone().requires_grad_()
+    xs = logits.clone().requires_grad_()
+    with torch.autocast(dev, dtype=dtype):
+        loss, norm = xent(x, target, reduction=reduction, backend=backend)
+        want = F.cross_entropy(xs, target, reduction=reduction)
+    assert loss.dtype == want.dtype == torch.float32
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(norm, ref_norm(logits, target), **NORM_TOL)
+    loss.sum().backward()
+    want.sum().backward()
+    assert x.grad.dtype == dtype
+    torch.testing.assert_close(x.grad, xs.grad, **TOL_SAME_DTYPE[dtype])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_kernel_of_the_native_op(device):
+    """The op itself (as torch.compile or a C++ caller sees it) has the autocast kernel."""
+    dev = torch.device(device).type
+    logits, target = make_case(6, 9, torch.bfloat16, device=device)
+    with torch.autocast(dev, dtype=torch.bfloat16):
+        loss, _, _ = torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target, 1, -100, 0.0)
+    assert loss.dtype == torch.float32
+    loss, _, _ = torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target, 1, -100, 0.0)
+    assert loss.dtype == torch.bfloat16  # autocast off: the logits' dtype
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float16_sum_of_a_large_batch(device):
+    """The issue's case: float16 sum over 10000 x 1000. Under autocast torch
+    gives 70688.5 (float32), and so must the op (it gave inf); without
+    autocast torch's float16 result overflows to inf, and so does the op's."""
+    dev = torch.device(device).type
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(10000, 1000, generator=g) * 3).half().to(device)
+    target = torch.randint(0, 1000, (10000,), generator=g).to(device)
+    with torch.autocast(dev, dtype=torch.float16):
+        loss, _ = xent(logits, target, reduction="sum")
+        want = F.cross_entropy(logits, target, reduction="sum")
+    assert loss.dtype == want.dtype == torch.float32 and torch.isfinite(loss)
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=0.0)
+    loss, _ = xent(logits, target, reduction="sum")
+    want = F.cross_entropy(logits, target, reduction="sum")
+    assert loss.dtype == torch.float16
+    torch.testing.assert_close(loss, want, equal_nan=True)  # both inf: 111923 > 65504
+
+
+# ---- Drop-in for F.cross_entropy: weight, soft targets, K-dim, float64 ------
+
+
+def _vs_torch(logits, target, backend, norm_want, weight=None, **kw):
+    """Loss and gradient against F.cross_entropy (same dtype), the norm against `norm_want`."""
+    x = logits.clone().requires_grad_()
+    xs = logits.clone().requires_grad_()
+    loss, norm = xent(x, target, weight, backend=backend, **kw)
+    want = F.cross_entropy(xs, target, weight, **kw)
+    assert loss.dtype == want.dtype and loss.shape == want.shape
+    torch.testing.assert_close(loss, want, rtol=2e-5, atol=2e-6)
+    w = torch.randn(want.shape, generator=torch.Generator().manual_seed(3)).to(want)
+    (loss * w).sum().backward()
+    (want * w).sum().backward()
+    torch.testing.assert_close(x.grad, xs.grad, rtol=2e-5, atol=1e-6)
+    assert not norm.requires_grad
+    torch.testing.assert_close(norm, norm_want, rtol=1e-5, atol=1e-6, equal_nan=True)
+    return loss, norm
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_class_weight(device, backend, eps, reduction):
+    """weight= scales the loss as torch's does; the norm is that of the
+    unweighted per-sample loss, the same as without weight."""
+    logits, target = make_case(20, 7, torch.float32, n_ignored=3, device=device)
+    weight = torch.rand(7, generator=torch.Generator().manual_seed(2)).to(device) + 0.5
+    kw = dict(reduction=reduction, label_smoothing=eps)
+    _, plain = xent(logits, target, backend=backend, **kw)
+    _, norm = _vs_torch(logits, target, backend, ref_norm(logits, target, -100, eps), weight, **kw)
+    torch.testing.assert_close(norm, plain, rtol=1e-5, atol=1e-6)
+
+
+def _soft_norm(logits, probs, eps):
+    """||p * sum(t) - t|| with t the smoothed probabilities, in float64."""
+    p = torch.softmax(logits.double(), 1)
+    t = probs.double() * (1 - eps) + eps / logits.shape[1]
+    return torch.linalg.vector_norm(p * t.sum(1, keepdim=True) - t, dim=1).to(torch.float32)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_soft_targets(device, backend, reduction, eps, weighted):
+    """Probabilities (mixup, distillation) and rows that do not sum to 1."""
+    g = torch.Generator().manual_seed(4)
+    logits = (torch.randn(12, 6, generator=g) * 3).to(device)
+    probs = torch.softmax(torch.randn(12, 6, generator=g) * 2, 1)
+    probs[0] *= 2.0  # torch does not require rows to sum to 1
+    probs = probs.to(device)
+    weight = (torch.rand(6, generator=g) + 0.5).to(device) if weighted else None
+    _vs_torch(
+        logits, probs, backend, _soft_norm(logits, probs, eps), weight,
+        reduction=reduction, label_smoothing=eps,
+    )  # fmt: skip
+    # One-hot probabilities are the class-index case.
+    target = torch.randint(0, 6, (12,), generator=g).to(device)
+    one_hot = F.one_hot(target, 6).float()
+    _, a = xent(logits, one_hot, label_smoothing=eps, backend=backend)
+    _, b = xent(logits, target, label_smoothing=eps, backend=backend)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_k_dimensional(device, backend, dtype, reduction):
+    """[N, C, d1, d2] (segmentation): one sample per position, grad_norm [N, d1, d2]."""
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(2, 5, 3, 4, generator=g) * 3).to(dtype).to(device)
+    target = torch.randint(0, 5, (2, 3, 4), generator=g)
+    target[0, 1, 2] = target[1, 0, 0] = -100
+    target = target.to(device)
+    x = logits.clone().requires_grad_()
+    loss, norm = xent(x, target, reduction=reduction, label_smoothing=0.1, backend=backend)
+    x64 = logits.double().requires_grad_()
+    want = F.cross_entropy(x64, target, reduction=reduction, label_smoothing=0.1)
+    assert loss.dtype == dtype and loss.shape == want.shape and norm.shape == (2, 3, 4)
+    torch.testing.assert_close(loss, want.to(dtype), **TOL[dtype])
+    loss.float().sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(x.grad, x64.grad.to(dtype), **TOL[dtype])
+    rows = logits.movedim(1, -1).reshape(-1, 5)
+    want_norm = ref_norm(rows, target.reshape(-1), -100, 0.1).reshape(2, 3, 4)
+    torch.testing.assert_close(norm, want_norm, **NORM_TOL)
+    assert (norm[0, 1, 2] == 0) and (norm[1, 0, 0] == 0)
+    # Soft targets of the same shape.
+    probs = torch.softmax(torch.randn(2, 5, 3, 4, generator=g), 1).to(device)
+    _, soft = xent(logits.float(), probs, backend=backend)
+    p = torch.softmax(logits.double(), 1)
+    soft_want = torch.linalg.vector_norm(p - probs.double(), dim=1).float()
+    torch.testing.assert_close(soft, soft_want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_unbatched(device, backend):
+    """[C] logits with a [] target, as F.cross_entropy takes them."""
+    logits, target = make_case(1, 6, torch.float32, device=device)
+    for reduction in ("mean", "none"):
+        loss, norm = xent(logits[0], target[0], reduction=reduction, backend=backend)
+        want = F.cross_entropy(logits[0], target[0], reduction=reduction)
+        assert loss.shape == want.shape == () and norm.shape == ()
+        torch.testing.assert_close(loss, want)
+        torch.testing.assert_close(norm, ref_norm(logits, target)[0], **NORM_TOL)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_float64_gradcheck(device, backend, soft):
+    """float64 logits: a float64 loss and norm, and torch.autograd.gradcheck passes."""
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(5, 4, generator=g, dtype=torch.float64).to(device)
+    if soft:
+        target = torch.softmax(torch.randn(5, 4, generator=g, dtype=torch.float64), 1).to(device)
+    else:
+        target = torch.tensor([0, 3, -100, 1, 2]).to(device)
+    x = logits.clone().requires_grad_()
+    loss, norm = xent(x, target, label_smoothing=0.1, backend=backend)
+    want = F.cross_entropy(logits, target, label_smoothing=0.1)
+    assert loss.dtype == norm.dtype == torch.float64
+    torch.testing.assert_close(loss, want, rtol=1e-12, atol=1e-12)
+    want_norm = ref_norm(logits, target, -100, 0.1)
+    assert want_norm.dtype == torch.float64
+    torch.testing.assert_close(norm, want_norm, rtol=1e-10, atol=1e-12)
+    for reduction in ("mean", "none"):
+
+        def f(z, reduction=reduction):
+            return xent(z, target, reduction=reduction, label_smoothing=0.1, backend=backend)[0]
+
+        assert torch.autograd.gradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_target_dtypes(device, backend):
+    """int64 and uint8 as torch takes them, and int32; other dtypes a TypeError."""
+    logits, target = make_case(9, 5, torch.float32, device=device)
+    want = F.cross_entropy(logits, target)
+    for dt in (torch.int64, torch.int32, torch.uint8):
+        loss, norm = xent(logits, target.to(dt), backend=backend)
+        torch.testing.assert_close(loss, want)
+        torch.testing.assert_close(norm, ref_norm(logits, target), **NORM_TOL)
+    for dt in (torch.int16, torch.int8, torch.bool):
+        with pytest.raises(TypeError, match=r"target must hold class indices \(int64"):
+            xent(logits, target.to(dt), backend=backend)
+
+
+# ---- Errors at the call, the same for every backend -------------------------
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS + [pytest.param("cpu", "reference")])
+def test_argument_errors(device, backend):
+    logits, target = make_case(4, 5, torch.float32, device=device)
+    with pytest.raises(TypeError, match=r"target of dtype torch.float32 and shape \(4,\)"):
+        xent(logits, target.float(), backend=backend)  # float labels: not class indices
+    with pytest.raises(TypeError, match="target must be a Tensor, got list"):
+        xent(logits, target.tolist(), backend=backend)
+    with pytest.raises(TypeError, match="logits must be a Tensor, got list"):
+        xent(logits.tolist(), target, backend=backend)
+    with pytest.raises(TypeError, match="weight must be a Tensor or None, got list"):
+        xent(logits, target, [1.0] * 5, backend=backend)
+    with pytest.raises(TypeError, match="label_smoothing must be a float or a 0-dim"):
+        xent(logits, target, label_smoothing=torch.tensor([0.1]), backend=backend)
+    with pytest.raises(TypeError, match="label_smoothing must be a float, got '0.1'"):
+        xent(logits, target, label_smoothing="0.1", backend=backend)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        xent(logits, target, ignore_index=1.0, backend=backend)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
+        xent(logits, target, label_smoothing=-0.5, backend=backend)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\]"):
+        xent(logits, target, torch.ones(5, device=device), label_smoothing=2.0, backend=backend)
+
+
+@pytest.mark.parametrize("device,backend", BACKENDS)
+def test_label_smoothing_tensor_is_a_float(device, backend):
+    """A 0-dim tensor, as F.cross_entropy accepts it, gives the float's result."""
+    logits, target = make_case(6, 5, torch.float32, device=device)
+    a = xent(logits, target, label_smoothing=torch.tensor(0.1), backend=backend)
+    b = xent(logits, target, label_smoothing=0.1, backend=backend)
+    want = F.cross_entropy(logits, target, label_smoothing=torch.tensor(0.1))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(a[0], want)
+
+
+def _op_error_cases(n=4, c=5):
+    logits, target = make_case(n, c, torch.float32)
+    lse = torch.zeros(n, 2)
+    fwd = [
+        ((logits[0], target, 1, -100, 0.0), ValueError, "logits must be 2-D"),
+        ((logits.double(), target, 1, -100, 0.0), TypeError, "float32, float16 or bfloat16"),
+        ((logits, target.int(), 1, -100, 0.0), TypeError, "target must be int64, got"),
+        ((logits, target[:3], 1, -100, 0.0), ValueError, r"target must have shape \[N\] = \[4\]"),
+        ((logits, target, 3, -100, 0.0), ValueError, "reduction must be 0"),
+        ((logits, target, 1, -100, 1.5), ValueError, r"label_smoothing must be in \[0, 1\]"),
+    ]
+    bwd = [
+        ((torch.ones(()), logits, target, lse[:, :1], 1, -100, 0.0), ValueError, r"\[4, 2\]"),
+        ((torch.ones(()), logits, target, lse.double(), 1, -100, 0.0), TypeError, "float32"),
+        ((torch.ones(4), logits, target, lse, 1, -100, 0.0), ValueError, "scalar for reduction"),
+    ]
+    return fwd, bwd
+
+
+@pytest.mark.parametrize("ns", ["pada", pytest.param("pada_triton", marks=requires_triton), "fake"])
+def test_op_validation_is_shared(ns):
+    """The native op, the Triton op and the fakes (torch.compile, export) reject
+    bad arguments with the same exception type and message."""
+    fwd_cases, bwd_cases = _op_error_cases()
+    if ns == "pada_triton":
+        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
+    ops = torch.ops.pada_triton if ns == "pada_triton" else torch.ops.pada
+    fwd, bwd = ops.cross_entropy_with_grad_norm_fwd, ops.cross_entropy_with_grad_norm_bwd
+    mode = contextlib.nullcontext()
+    if ns == "fake":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        for op, cases in ((fwd, fwd_cases), (bwd, bwd_cases)):
+            for args, exc, msg in cases:
+                with pytest.raises(exc, match=msg):
+                    op(*args)

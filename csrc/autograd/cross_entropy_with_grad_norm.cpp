@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -103,8 +104,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_autograd(const at::Tensor& lo
   return {out[0], out[1], out[2]};
 }
 
+// Under autocast, F.cross_entropy runs in float32 (it is on autocast's float32
+// list: 16-bit logits are cast up, float64 is left alone), so this op does the
+// same: a float16 sum over a large batch would otherwise overflow, and a
+// bfloat16 loss lose its third digit. The cast is recorded by autograd, which
+// runs below autocast, so the gradient comes back in the logits' dtype.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_autocast(const at::Tensor& logits,
+                                                            const at::Tensor& target,
+                                                            int64_t reduction, int64_t ignore_index,
+                                                            double label_smoothing) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(
+      c10::DispatchKeySet({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA}));
+  const auto dt = logits.scalar_type();
+  const bool up = dt == at::kHalf || dt == at::kBFloat16;
+  return fwd_op(up ? logits.to(at::kFloat) : logits, target, reduction, ignore_index,
+                label_smoothing);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pada, Autograd, m) { m.impl("cross_entropy_with_grad_norm_fwd", &fwd_autograd); }
+TORCH_LIBRARY_IMPL(pada, AutocastCPU, m) {
+  m.impl("cross_entropy_with_grad_norm_fwd", &fwd_autocast);
+}
+TORCH_LIBRARY_IMPL(pada, AutocastCUDA, m) {
+  m.impl("cross_entropy_with_grad_norm_fwd", &fwd_autocast);
+}
 
 }  // namespace pada

@@ -29,7 +29,9 @@ inline at::Tensor rows_unit_stride(const at::Tensor& logits) {
 // Reduction codes, as at::Reduction.
 constexpr int64_t kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;
 
-// Argument checks shared by the CPU and CUDA entry points (host only). The
+// Argument checks shared by the CPU and CUDA entry points (host only), and
+// mirrored with the same messages by pada_ext/fake.py (xent_check_args), which
+// the fake and the Triton op run: one validation for every backend. The
 // target range is checked by each backend: it needs the target values.
 inline void check_args(const char* op, const at::Tensor& logits, const at::Tensor& target,
                        int64_t reduction, double label_smoothing) {
@@ -43,8 +45,8 @@ inline void check_args(const char* op, const at::Tensor& logits, const at::Tenso
                    target.scalar_type());
   TORCH_CHECK_VALUE(target.dim() == 1 && target.size(0) == logits.size(0), op,
                     ": target must have shape [N] = [", logits.size(0), "], got ", target.sizes());
-  TORCH_CHECK(target.device() == logits.device(), op, ": target is on ", target.device(),
-              " but logits are on ", logits.device());
+  TORCH_CHECK_VALUE(target.device() == logits.device(), op, ": target is on ", target.device(),
+                    " but logits are on ", logits.device());
   TORCH_CHECK_VALUE(reduction == kReduceNone || reduction == kReduceMean || reduction == kReduceSum,
                     op, ": reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
   TORCH_CHECK_VALUE(label_smoothing >= 0.0 && label_smoothing <= 1.0, op,
@@ -57,8 +59,8 @@ inline void check_bwd_args(const at::Tensor& grad_loss, const at::Tensor& logits
   constexpr const char* op = "cross_entropy_with_grad_norm_bwd";
   check_args(op, logits, target, reduction, label_smoothing);
   const int64_t n = logits.size(0);
-  TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == n, op, ": lse must be [", n, "], got ",
-                    lse.sizes());
+  TORCH_CHECK_VALUE(lse.dim() == 2 && lse.size(0) == n && lse.size(1) == 2, op, ": lse must be [",
+                    n, ", 2], got ", lse.sizes());
   TORCH_CHECK_TYPE(lse.scalar_type() == at::kFloat, op, ": lse must be float32");
   if (reduction == kReduceNone) {
     TORCH_CHECK_VALUE(grad_loss.dim() == 1 && grad_loss.size(0) == n, op, ": grad_loss must be [",
@@ -71,8 +73,8 @@ inline void check_bwd_args(const at::Tensor& grad_loss, const at::Tensor& logits
   TORCH_CHECK_TYPE(at::isFloatingType(grad_loss.scalar_type()), op,
                    ": grad_loss must be floating point, got ", grad_loss.scalar_type());
   for (const at::Tensor* t : {&grad_loss, &lse}) {
-    TORCH_CHECK(t->device() == logits.device(), op, ": tensors on ", t->device(), " and ",
-                logits.device());
+    TORCH_CHECK_VALUE(t->device() == logits.device(), op, ": tensors on ", t->device(), " and ",
+                      logits.device());
   }
 }
 

@@ -8,14 +8,18 @@
 //   m   = max_c z_c          (over all c, y included)
 //   so  = sum_{c != y} e_c,  e_c = exp(z_c - m)
 //   s2o = sum_{c != y} e_c^2
-//   sz  = sum_c z_c          (only when eps > 0)
+//   sz  = sum_c (z_c - r)    (only when eps > 0; r = smooth_ref(z_y))
 // and e_y = exp(z_y - m) at the end. Leaving y out of the sums is what keeps
 // the norm accurate for confident rows: with eps = 0,
 //   ||p - onehot(y)||^2 = s2o / s^2 + (so / s)^2,   s = so + e_y,
 // has no cancellation, whereas sum p^2 - 2 p_y + 1 loses every digit when
 // p_y -> 1. With the smoothed target t = (1 - eps) onehot(y) + eps / C,
 //   ||p - t||^2 = sum_{c != y} (p_c - a)^2 + (p_y - b)^2,  a = eps/C, b = 1 - eps + a.
-// The loss is torch's: lse - (1 - eps) z_y - a * sum_c z_c.
+// The loss is torch's, lse - (1 - eps) z_y - a * sum_c z_c, but formed from
+// shifted values only, as log(s) + (m - z_y) - a * sz (with r = z_y): lse and
+// z_y are each as large as the logits (an offset of 1e6 has a float32 ulp of
+// 0.06), their difference is not. For the same reason the backward gets m and
+// log(s) apart and computes exp((z - m) - log(s)), never exp(z - lse).
 #pragma once
 
 #include <cmath>
@@ -105,8 +109,13 @@ struct RowStats {
   float m;    // running max
   float so;   // sum of exp(z - m) over c != y
   float s2o;  // sum of exp(2 (z - m)) over c != y
-  float sz;   // sum of z over all c
+  float sz;   // sum of z - smooth_ref(z_y) over all c
 };
+
+// The reference the smoothing sum is shifted by: z_y itself when finite (so
+// the sum has no cancellation at any offset), else 0 (so that a -inf or NaN
+// target logit gives torch's inf or NaN loss, not -inf - -inf = NaN).
+PADA_XENT_HD float smooth_ref(float zy) { return zy >= -3.4e38f && zy <= 3.4e38f ? zy : 0.0f; }
 
 PADA_HD RowStats empty_stats() { return RowStats{-INFINITY, 0.0f, 0.0f, 0.0f}; }
 
@@ -142,20 +151,23 @@ PADA_HD Smooth make_smooth(double eps, int64_t C) {
   return Smooth{static_cast<float>(a), static_cast<float>(1.0 - eps + a), static_cast<float>(eps)};
 }
 
+// lse = m + log_s, kept as two floats for the backward (see the top).
 struct RowResult {
   float loss;
   float grad_norm;
-  float lse;
+  float m;
+  float log_s;
 };
 
-// Turns the stats of a whole row into (loss, squared grad norm, lse): the
+// Turns the stats of a whole row into (loss, squared grad norm, m, log s): the
 // square root is left to norm_from_sq, so that CPU loops over many rows stay
 // vectorisable (sqrtf may set errno).
 PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
   const float ey = exp_f32(zy - st.m);
   const float s = st.so + ey;
   const float inv_s = 1.0f / s;
-  const float lse = st.m + log_f32(s);
+  const float log_s = log_f32(s);
+  const float d = st.m - zy;  // small at any offset: z_y is within the row's range
   // Probability mass off the target, computed without 1 - p_y.
   const float q = st.so * inv_s;
   float n2;
@@ -169,10 +181,16 @@ PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, co
     n2 = off + dy * dy;
     n2 = n2 < 0.0f ? 0.0f : n2;  // rounding can leave -tiny; NaN must stay NaN
   }
-  // Without smoothing sz is not summed (and 0 * -inf would be NaN).
-  const float smooth = sm.eps == 0.0f ? 0.0f : sm.a * st.sz;
-  const float loss = lse - (1.0f - sm.eps) * zy - smooth;
-  return RowResult{loss, n2, lse};
+  // sum_c t_c (lse - z_c) = log s + (1 - eps) (m - z_y) + a sum_c (m - z_c),
+  // and sum_c (m - z_c) = C (m - r) - sz. Without smoothing sz is not summed.
+  float loss;
+  if (sm.eps == 0.0f) {
+    loss = d + log_s;
+  } else {
+    const float r = smooth_ref(zy);
+    loss = log_s + (1.0f - sm.eps) * d + (sm.eps * (st.m - r) - sm.a * st.sz);
+  }
+  return RowResult{loss, n2, st.m, log_s};
 }
 
 // The norm from its square. A row whose norm is not finite (NaN or +inf
@@ -189,8 +207,11 @@ PADA_HD RowResult finish_row(const RowStats& st, float zy, int64_t C, const Smoo
   return r;
 }
 
-// d loss_i / d z_c (before scaling by the incoming gradient).
-PADA_XENT_HD float grad_elem(float z, float lse, float target) { return exp_f32(z - lse) - target; }
+// d loss_i / d z_c (before scaling by the incoming gradient), from the row's
+// max m and log s: exp((z - m) - log s), exact at any offset of the logits.
+PADA_XENT_HD float grad_elem(float z, float m, float log_s, float target) {
+  return exp_f32((z - m) - log_s) - target;
+}
 
 // ---- The CUDA kernels' per-thread steps and geometry ----------------------
 // The kernels call these with real shuffles; the host test calls the same
@@ -200,10 +221,11 @@ PADA_XENT_HD float grad_elem(float z, float lse, float target) { return exp_f32(
 // keeps exp(z_y - m) <= 1 at the end whatever share the thread reads.
 PADA_HD RowStats start_stats(float zy) { return RowStats{zy, 0.0f, 0.0f, 0.0f}; }
 
-// Adds logit v (of the target class when is_target) to a thread's stats.
+// Adds logit v (of the target class when is_target) to a thread's stats;
+// ref = smooth_ref(z_y).
 template <bool kSmooth>
-PADA_XENT_HD void accumulate(RowStats& st, float v, bool is_target) {
-  if (kSmooth) st.sz += v;
+PADA_XENT_HD void accumulate(RowStats& st, float v, bool is_target, float ref) {
+  if (kSmooth) st.sz += v - ref;
   if (is_target) return;
   rescale(st, v);
   // A max still at -inf (z_y and all so far -inf) gives exp(v - 0) = 0, not NaN.

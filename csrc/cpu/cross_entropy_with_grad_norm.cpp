@@ -64,7 +64,7 @@ struct FwdArgs {
   Smooth sm;
   float* loss;  // per row
   float* grad_norm;
-  float* lse;
+  float* lse;  // [N, 2]: the row's max and log-sum-exp of the shifted row
 };
 
 struct BwdArgs {
@@ -73,7 +73,7 @@ struct BwdArgs {
   const int64_t* target;
   const float* grad;  // gradient of row r's loss: grad[r * grad_stride]
   int64_t grad_stride;
-  const float* lse;
+  const float* lse;  // [N, 2], as the forward wrote it
   int64_t C;
   int64_t ignore_index;
   Smooth sm;
@@ -117,20 +117,22 @@ struct LaneStats {
   alignas(64) float keep[kLanes];
 
   PADA_INLINE void finish(const FwdArgs& a, int64_t r0, int64_t nr) const {
-    alignas(64) float loss[kLanes], n2[kLanes], lse[kLanes];
+    alignas(64) float loss[kLanes], n2[kLanes], mx[kLanes], ls[kLanes];
 #pragma omp simd
     for (int64_t j = 0; j < kLanes; ++j) {
       const RowResult res =
           xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], a.C, a.sm);
       loss[j] = res.loss;
       n2[j] = res.grad_norm;
-      lse[j] = res.lse;
+      mx[j] = res.m;
+      ls[j] = res.log_s;
     }
     for (int64_t j = 0; j < nr; ++j) {
       const bool kept = keep[j] != 0.0f;
       a.loss[r0 + j] = kept ? loss[j] : 0.0f;
       a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
-      a.lse[r0 + j] = kept ? lse[j] : 0.0f;
+      a.lse[2 * (r0 + j)] = kept ? mx[j] : 0.0f;
+      a.lse[2 * (r0 + j) + 1] = kept ? ls[j] : 0.0f;
     }
   }
 };
@@ -143,8 +145,9 @@ PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
   const auto& zt = b.zt;
   const int32_t* y = b.y;
   LaneStats st;
-  alignas(64) float mr[kLanes];
+  alignas(64) float mr[kLanes], ref[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) st.zy[j] = zt[y[j]][j];
+  for (int64_t j = 0; j < kLanes; ++j) ref[j] = xent::smooth_ref(st.zy[j]);
 #pragma omp simd
   for (int64_t j = 0; j < kLanes; ++j) {
     st.keep[j] = b.keep[j];
@@ -166,7 +169,7 @@ PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
       const float e = c32 == y[j] ? 0.0f : xent::exp_f32(zt[c][j] - mr[j]);
       st.so[j] += e;
       st.s2o[j] += e * e;
-      if constexpr (kSmooth) st.sz[j] += zt[c][j];
+      if constexpr (kSmooth) st.sz[j] += zt[c][j] - ref[j];
     }
   }
   st.finish(a, r0, nr);
@@ -181,18 +184,19 @@ PADA_INLINE void bwd_lanes(const BwdArgs& a, int64_t r0, int64_t nr) {
   auto& zt = b.zt;
   const int32_t* y = b.y;
   const float* keep = b.keep;
-  alignas(64) float g[kLanes], ag[kLanes], lse[kLanes];
+  alignas(64) float g[kLanes], ag[kLanes], mx[kLanes], ls[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) {
     g[j] = keep[j] != 0.0f ? a.grad[b.row[j] * a.grad_stride] : 0.0f;
     ag[j] = a.sm.a * g[j];
-    lse[j] = a.lse[b.row[j]];
+    mx[j] = a.lse[2 * b.row[j]];
+    ls[j] = a.lse[2 * b.row[j] + 1];
   }
   const float tb = a.sm.b;
   for (int64_t c = 0; c < C; ++c) {
     const int32_t c32 = static_cast<int32_t>(c);
 #pragma omp simd
     for (int64_t j = 0; j < kLanes; ++j) {
-      const float e = xent::exp_f32(zt[c][j] - lse[j]);
+      const float e = xent::exp_f32((zt[c][j] - mx[j]) - ls[j]);
       const float o = c32 == y[j] ? (e - tb) * g[j] : e * g[j] - ag[j];
       zt[c][j] = keep[j] != 0.0f ? o : 0.0f;  // ignored rows: exact zeros
     }
@@ -241,11 +245,11 @@ struct LaneSums {
 };
 
 // Adds exp(z - m) and its square over [first, n) except index k (the target,
-// if it is in this range), and z if kSmooth; n a multiple of kLanes, and
+// if it is in this range), and z - ref if kSmooth; n a multiple of kLanes, and
 // first < kLanes (the lanes of a final vector that the body already did).
 template <bool kSmooth>
 PADA_INLINE void lanes_accumulate(const float* z, int64_t n, int64_t first, int64_t k, float m,
-                                  LaneSums& acc) {
+                                  float ref, LaneSums& acc) {
   for (int64_t i = 0; i < n; i += kLanes) {
 #pragma omp simd
     for (int64_t l = 0; l < kLanes; ++l) {
@@ -253,7 +257,7 @@ PADA_INLINE void lanes_accumulate(const float* z, int64_t n, int64_t first, int6
       const float e = in && i + l != k ? xent::exp_f32(z[i + l] - m) : 0.0f;
       acc.so[l] += e;
       acc.s2o[l] += e * e;
-      if constexpr (kSmooth) acc.sz[l] += in ? z[i + l] : 0.0f;
+      if constexpr (kSmooth) acc.sz[l] += in ? z[i + l] - ref : 0.0f;
     }
   }
 }
@@ -264,9 +268,9 @@ PADA_INLINE float lanes_sum(const float* v) {
   return s;
 }
 
-// The RowStats of a row of C > kLanes logits z with target y.
+// The RowStats of a row of C > kLanes logits z with target y; ref = smooth_ref(z[y]).
 template <typename T, bool kSmooth>
-PADA_INLINE RowStats row_stats(const T* z, int64_t C, int64_t y, float* buf) {
+PADA_INLINE RowStats row_stats(const T* z, int64_t C, int64_t y, float ref, float* buf) {
   LaneSums acc;
   for (int64_t l = 0; l < kLanes; ++l) acc.so[l] = acc.s2o[l] = acc.sz[l] = 0.0f;
   alignas(64) float tbuf[kLanes];
@@ -287,9 +291,10 @@ PADA_INLINE RowStats row_stats(const T* z, int64_t C, int64_t y, float* buf) {
       m = cm;
     }
     const float mr = m == -INFINITY ? 0.0f : m;  // an all -inf row so far: exp(-inf - 0) = 0
-    lanes_accumulate<kSmooth>(f, body, 0, y - c0, mr, acc);
+    lanes_accumulate<kSmooth>(f, body, 0, y - c0, mr, ref, acc);
     if (t != nullptr) {
-      lanes_accumulate<kSmooth>(t, kLanes, body - (len - kLanes), y - (c0 + len - kLanes), mr, acc);
+      lanes_accumulate<kSmooth>(t, kLanes, body - (len - kLanes), y - (c0 + len - kLanes), mr, ref,
+                                acc);
     }
   }
   return RowStats{m, lanes_sum(acc.so), lanes_sum(acc.s2o), kSmooth ? lanes_sum(acc.sz) : 0.0f};
@@ -306,8 +311,8 @@ PADA_INLINE void fwd_long(const FwdArgs& a, int64_t r0, int64_t nr, float* buf) 
     st.zy[j] = 0.0f;
     if (st.keep[j] != 0.0f) {
       const T* zr = z + r * a.row_stride;
-      rs = row_stats<T, kSmooth>(zr, a.C, y, buf);
       st.zy[j] = static_cast<float>(zr[y]);
+      rs = row_stats<T, kSmooth>(zr, a.C, y, xent::smooth_ref(st.zy[j]), buf);
     }
     st.m[j] = rs.m;
     st.so[j] = rs.so;
@@ -334,21 +339,22 @@ PADA_INLINE void fwd_rows(const FwdArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-// o[0, len) = exp(f - lse) * g - ag.
-PADA_INLINE void bwd_chunk(const float* f, int64_t len, float lse, float g, float ag, float* o) {
+// o[0, len) = exp((f - m) - ls) * g - ag.
+PADA_INLINE void bwd_chunk(const float* f, int64_t len, float m, float ls, float g, float ag,
+                           float* o) {
 #pragma omp simd
-  for (int64_t i = 0; i < len; ++i) o[i] = xent::exp_f32(f[i] - lse) * g - ag;
+  for (int64_t i = 0; i < len; ++i) o[i] = xent::exp_f32((f[i] - m) - ls) * g - ag;
 }
 
-// out[0, len) = exp(z - lse) * g - ag for z[0, len), through float buffers for 16-bit T.
+// out[0, len) = exp((z - m) - ls) * g - ag for z[0, len), through float buffers for 16-bit T.
 template <typename T>
-PADA_INLINE void bwd_span(const T* z, int64_t len, float lse, float g, float ag, T* out, float* buf,
-                          float* obuf) {
+PADA_INLINE void bwd_span(const T* z, int64_t len, float m, float ls, float g, float ag, T* out,
+                          float* buf, float* obuf) {
   const float* f = load_chunk(z, len, buf);
   if constexpr (std::is_same_v<T, float>) {
-    bwd_chunk(f, len, lse, g, ag, out);
+    bwd_chunk(f, len, m, ls, g, ag, out);
   } else {
-    bwd_chunk(f, len, lse, g, ag, obuf);
+    bwd_chunk(f, len, m, ls, g, ag, obuf);
     for (int64_t i = 0; i < len; ++i) out[i] = static_cast<T>(obuf[i]);
   }
 }
@@ -372,18 +378,19 @@ PADA_INLINE void bwd_rows(const BwdArgs& a, int64_t r0, int64_t r1) {
       continue;
     }
     const T* z = logits + r * a.row_stride;
-    const float g = a.grad[r * a.grad_stride], lse = a.lse[r], ag = a.sm.a * g;
+    const float g = a.grad[r * a.grad_stride], m = a.lse[2 * r], ls = a.lse[2 * r + 1];
+    const float ag = a.sm.a * g;
     for (int64_t c0 = 0; c0 < a.C; c0 += kChunk) {
       const int64_t len = std::min(kChunk, a.C - c0), body = len & ~(kLanes - 1);
-      bwd_span(z + c0, body, lse, g, ag, out + c0, buf, obuf);
+      bwd_span(z + c0, body, m, ls, g, ag, out + c0, buf, obuf);
       // A chunk that is not whole vectors ends with one vector overlapping the
       // body (C > kLanes): the overlap is written twice, with the same values.
       if (body < len) {
         const int64_t s = c0 + len - kLanes;
-        bwd_span(z + s, kLanes, lse, g, ag, out + s, buf, obuf);
+        bwd_span(z + s, kLanes, m, ls, g, ag, out + s, buf, obuf);
       }
     }
-    out[y] = static_cast<T>(xent::grad_elem(static_cast<float>(z[y]), lse, a.sm.b) * g);
+    out[y] = static_cast<T>(xent::grad_elem(static_cast<float>(z[y]), m, ls, a.sm.b) * g);
   }
 }
 
@@ -497,7 +504,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& logits_
   const int64_t kept = check_targets(target, C, ignore_index);
   const auto opts = logits.options().dtype(at::kFloat);
   at::Tensor loss_rows = at::empty({N}, opts), grad_norm = at::empty({N}, opts),
-             lse = at::empty({N}, opts);
+             lse = at::empty({N, 2}, opts);
   const FwdArgs args{logits.data_ptr(),
                      logits.stride(0),
                      target.data_ptr<int64_t>(),

@@ -85,21 +85,23 @@ __global__ void __launch_bounds__(kBlockThreads)
     if (y == ignore_index || !target_ok(y, C)) {
       if (slot.lane == 0) {
         const float v = y == ignore_index ? 0.0f : NAN;
-        loss[r] = grad_norm[r] = lse[r] = v;
+        loss[r] = grad_norm[r] = lse[2 * r] = lse[2 * r + 1] = v;
       }
       continue;
     }
     const T* z = logits + r * row_stride;
     const float zy = static_cast<float>(z[y]);
+    const float ref = xent::smooth_ref(zy);
     RowStats st = xent::start_stats(zy);
     for (int64_t c = slot.lane; c < C; c += slot.width)
-      xent::accumulate<kSmooth>(st, static_cast<float>(z[c]), c == y);
+      xent::accumulate<kSmooth>(st, static_cast<float>(z[c]), c == y, ref);
     st = kWarpRows ? warp_merge(st) : block_merge(st, warp_totals);
     if (slot.lane == 0) {
       const xent::RowResult res = xent::finish_row(st, zy, C, sm);
       loss[r] = res.loss;
       grad_norm[r] = res.grad_norm;
-      lse[r] = res.lse;
+      lse[2 * r] = res.m;
+      lse[2 * r + 1] = res.log_s;
     }
   }
 }
@@ -123,10 +125,10 @@ __global__ void __launch_bounds__(kBlockThreads)
       continue;
     }
     const T* z = logits + r * row_stride;
-    const float g = grad[r * grad_stride], l = lse[r];
+    const float g = grad[r * grad_stride], m = lse[2 * r], ls = lse[2 * r + 1];
     for (int64_t c = slot.lane; c < C; c += slot.width) {
       const float t = c == y ? sm.b : sm.a;
-      o[c] = static_cast<T>(xent::grad_elem(static_cast<float>(z[c]), l, t) * g);
+      o[c] = static_cast<T>(xent::grad_elem(static_cast<float>(z[c]), m, ls, t) * g);
     }
   }
 }
@@ -149,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cuda(const at::Tensor& logits
   const int64_t N = logits.size(0), C = logits.size(1);
   const auto opts = logits.options().dtype(at::kFloat);
   at::Tensor loss_rows = at::empty({N}, opts), grad_norm = at::empty({N}, opts),
-             lse = at::empty({N}, opts);
+             lse = at::empty({N, 2}, opts);
   if (N > 0) {
     const Smooth sm = xent::make_smooth(label_smoothing, C);
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..fake import xent_bwd_fake, xent_fwd_fake
+from ..fake import xent_bwd_fake, xent_check_args, xent_check_bwd_args, xent_fwd_fake
 from . import device_guard
 
 _MAX_BLOCK = 4096
@@ -52,6 +52,10 @@ def _xent_fwd_kernel(
     valid = (y >= 0) & (y < C)
     tl.device_assert(valid | ignored, "cross_entropy_with_grad_norm: target out of range")
     base = logits_ptr + row * stride_row
+    zy = tl.load(base + y, mask=valid, other=0.0).to(tl.float32)
+    # The smoothing sum is of z - z_y (no cancellation at any offset); a
+    # non-finite z_y shifts by 0 instead (csrc/common: smooth_ref).
+    ref = tl.where((zy >= -3.4e38) & (zy <= 3.4e38), zy, 0.0)
     lanes = tl.arange(0, BLOCK)
     m = tl.full([BLOCK], float("-inf"), tl.float32)
     so = tl.zeros([BLOCK], tl.float32)
@@ -69,16 +73,16 @@ def _xent_fwd_kernel(
         so = so * f + e
         s2o = s2o * (f * f) + e * e
         if SMOOTH:
-            sz += tl.where(inside, z, 0.0)
+            sz += tl.where(inside, z - ref, 0.0)
         m = m_new
     mx = tl.max(m, axis=0)
     mx = tl.where(mx == float("-inf"), 0.0, mx)
     w = tl.exp(m - mx)
     so_t = tl.sum(so * w, axis=0)
     s2o_t = tl.sum(s2o * (w * w), axis=0)
-    zy = tl.load(base + y, mask=valid, other=0.0).to(tl.float32)
     s = so_t + tl.exp(zy - mx)
-    lse = mx + tl.log(s)
+    log_s = tl.log(s)
+    d = mx - zy  # loss from shifted values only: lse and z_y may both be huge
     q = so_t / s  # mass off the target, without 1 - p_y
     off = s2o_t / (s * s)
     if SMOOTH:
@@ -86,16 +90,17 @@ def _xent_fwd_kernel(
         dy = eps - a - q
         n2 = off + dy * dy
         n2 = tl.where(n2 < 0.0, 0.0, n2)  # rounding can leave -tiny; NaN must stay NaN
-        loss = lse - (1.0 - eps) * zy - a * tl.sum(sz, axis=0)
+        loss = log_s + (1.0 - eps) * d + (eps * (mx - ref) - a * tl.sum(sz, axis=0))
     else:
         n2 = off + q * q
-        loss = lse - zy
+        loss = d + log_s
     gn = tl.sqrt(n2)
     gn = tl.where(gn <= 3.0e38, gn, float("nan"))  # a score table skips NaN; 0 would stick
     loss = tl.where(valid, loss, float("nan"))
     tl.store(loss_ptr + row, tl.where(ignored, 0.0, loss))
     tl.store(grad_norm_ptr + row, tl.where(ignored, 0.0, tl.where(valid, gn, float("nan"))))
-    tl.store(lse_ptr + row, tl.where(ignored, 0.0, lse))
+    tl.store(lse_ptr + 2 * row, tl.where(ignored, 0.0, mx))
+    tl.store(lse_ptr + 2 * row + 1, tl.where(ignored, 0.0, log_s))
 
 
 @triton.jit
@@ -117,7 +122,8 @@ def _xent_bwd_kernel(
     y = tl.load(target_ptr + row)
     g = tl.load(grad_ptr + row * grad_stride)
     g = tl.where(y == ignore_index, 0.0, g)
-    lse = tl.load(lse_ptr + row)
+    mx = tl.load(lse_ptr + 2 * row)
+    log_s = tl.load(lse_ptr + 2 * row + 1)
     base = logits_ptr + row * stride_row
     out = out_ptr + row * C
     lanes = tl.arange(0, BLOCK)
@@ -126,7 +132,8 @@ def _xent_bwd_kernel(
         inside = offs < C
         z = tl.load(base + offs, mask=inside, other=0.0).to(tl.float32)
         t = tl.where(offs == y, b, a)
-        d = tl.where(g == 0.0, 0.0, (tl.exp(z - lse) - t) * g)  # ignored rows: exact zeros
+        p = tl.exp((z - mx) - log_s)  # exact at any offset, unlike exp(z - lse)
+        d = tl.where(g == 0.0, 0.0, (p - t) * g)  # ignored rows: exact zeros
         tl.store(out + offs, d.to(out_ptr.dtype.element_ty), mask=inside)
 
 
@@ -169,15 +176,14 @@ def xent_fwd(
     ignore_index: int,
     label_smoothing: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if reduction not in (0, 1, 2):
-        raise ValueError(
-            f"cross_entropy_with_grad_norm_fwd: reduction must be 0, 1 or 2, got {reduction}"
-        )
+    # The native op's checks (same messages), so that every backend validates alike.
+    xent_check_args("cross_entropy_with_grad_norm_fwd", logits, target, reduction, label_smoothing)
     logits, target = _rows(logits), target.contiguous()
     n, c = logits.shape
     if logits.device.type == "cpu":
         _host_check_targets(target, c, ignore_index)
-    loss, gn, lse = (torch.empty(n, dtype=torch.float32, device=logits.device) for _ in range(3))
+    loss, gn = (torch.empty(n, dtype=torch.float32, device=logits.device) for _ in range(2))
+    lse = torch.empty((n, 2), dtype=torch.float32, device=logits.device)  # (max, log s)
     if n > 0:
         a, _ = _smooth(label_smoothing, c)
         block = _block(c)
@@ -207,6 +213,7 @@ def xent_bwd(
     ignore_index: int,
     label_smoothing: float,
 ) -> torch.Tensor:
+    xent_check_bwd_args(grad_loss, logits, target, lse, reduction, label_smoothing)
     logits, target, lse = _rows(logits), target.contiguous(), lse.contiguous()
     n, c = logits.shape
     out = torch.empty((n, c), dtype=logits.dtype, device=logits.device)
