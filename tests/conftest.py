@@ -12,11 +12,15 @@ that runs on CUDA gets the `cuda` marker (added at collection), so that
 import contextlib
 import os
 import sys
+import tempfile
 
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
+# Inductor's on-disk cache does not key on a custom op's fake kernel: after a
+# change of an op's output shapes it would replay stale code. A fresh cache per run.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="pada-inductor-"))
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
