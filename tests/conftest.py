@@ -9,8 +9,10 @@ that runs on CUDA gets the `cuda` marker (added at collection), so that
 `pytest -m cuda` runs exactly the GPU tests (tools/gpu_check.sh does).
 """
 
+import atexit
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 
@@ -20,7 +22,9 @@ import torch
 HAS_CUDA = torch.cuda.is_available()
 # Inductor's on-disk cache does not key on a custom op's fake kernel: after a
 # change of an op's output shapes it would replay stale code. A fresh cache per run.
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="pada-inductor-"))
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="pada-inductor-")
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], True)
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
