@@ -339,10 +339,23 @@ class ImportanceSampler(Sampler[int]):
         return self._q
 
     def importance_weights(self, indices: torch.Tensor) -> torch.Tensor:
-        """``1 / (N q_i)`` for the given dataset indices under this epoch's q."""
+        """``1 / (N q_i)`` for the given dataset indices under this epoch's q.
+
+        An index out of range raises IndexError on CPU; on CUDA it gets some
+        weight (clamped, no device assert) and :meth:`update` counts it."""
         q = self.distribution()
-        indices = to_device(torch.as_tensor(indices), q.device)
-        return (1.0 / (self.n * q.index_select(0, indices.long()))).to(torch.float32)
+        indices = torch.as_tensor(indices)
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
+        if indices.device.type == "cpu" and indices.numel():
+            bad = ((indices < 0) | (indices >= self.n)).nonzero()
+            if bad.numel():
+                j = int(bad[0, 0])
+                raise IndexError(
+                    f"indices[{j}] = {int(indices[j])} is out of range for {self.n} samples"
+                )
+        indices = to_device(indices, q.device).long().clamp(0, self.n - 1)
+        return (1.0 / (self.n * q.index_select(0, indices))).to(torch.float32)
 
     def epoch_indices(self) -> torch.Tensor:
         """The whole epoch's draw over all ranks: the same on every rank, and the

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import DEVICES, no_sync, requires_cuda
+from conftest import BACKEND_DEVICES, DEVICES, no_sync, requires_cuda
 from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -375,6 +375,16 @@ def test_bad_updates():
         callable_tau.set_epoch(1)
 
 
+def test_importance_weights_check_their_indices():
+    s = ImportanceSampler(5, tau=0.5, seed=0)
+    s.set_epoch(0)
+    with pytest.raises(IndexError, match=r"indices\[1\] = 5 is out of range for 5 samples"):
+        s.importance_weights(torch.tensor([0, 5]))
+    with pytest.raises(TypeError, match="int64 or int32"):
+        s.importance_weights(torch.tensor([0.0]))
+    torch.testing.assert_close(s.importance_weights([4, 0]), torch.ones(2))
+
+
 def test_seed_from_torch_manual_seed():
     torch.manual_seed(0)
     a = ImportanceSampler(1000, tau=0.0)
@@ -576,34 +586,72 @@ def test_negative_scores_are_rejected_where_they_enter():
         c.update(torch.tensor([4]), torch.tensor([-1.0]))
 
 
-@pytest.mark.parametrize("backend", ["native", "reference"])
-def test_importance_update_rejects_negative_values_before_any_change(backend):
-    scores, visited = torch.zeros(4), torch.zeros(4, dtype=torch.bool)
-    status = torch.zeros(2, dtype=torch.int64)
-    with pytest.raises(ValueError, match=r"values\[2\] = -0.5 \(for index\[2\] = 3\) is negative"):
-        ops.importance_update_(
-            scores,
-            visited,
-            status,
-            torch.tensor([0, 1, 3]),
-            torch.tensor([1.0, 2.0, -0.5]),
-            0.5,
-            backend=backend,
-        )
-    assert not visited.any() and not scores.any() and not status.any()
+OP_BACKENDS = [*BACKEND_DEVICES, pytest.param("cpu", "reference", id="cpu-reference")]
 
 
-@pytest.mark.parametrize("backend", ["native", "reference"])
-def test_importance_update_checks_finiteness_in_the_tables_dtype(backend):
-    """1e39 is a finite float64 but inf as float32: skipped and counted, never stored."""
-    scores, visited = torch.zeros(3), torch.zeros(3, dtype=torch.bool)
-    status = torch.zeros(2, dtype=torch.int64)
-    values = torch.tensor([1.0, 1e39, -1e39], dtype=torch.float64)
-    ops.importance_update_(
-        scores, visited, status, torch.tensor([0, 1, 2]), values, 0.5, backend=backend
+def fresh_table(size, device):
+    return (
+        torch.zeros(size, device=device),
+        torch.zeros(size, dtype=torch.bool, device=device),
+        torch.zeros(2, dtype=torch.int64, device=device),
     )
-    torch.testing.assert_close(scores, torch.tensor([1.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("device,backend", OP_BACKENDS)
+def test_importance_update_rejects_negative_values(device, backend):
+    """CPU: raises before any change, naming the entry. CUDA: no host sync; the
+    entry is skipped and counted in status[0] (raised by the sampler's set_epoch)."""
+    scores, visited, status = fresh_table(4, device)
+    index = torch.tensor([0, 1, 3], device=device)
+    values = torch.tensor([1.0, 2.0, -0.5], device=device)
+    if device == "cpu":
+        with pytest.raises(ValueError, match=r"values\[2\] = -0.5 \(for index\[2\] = 3\) is neg"):
+            ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
+        assert not visited.any() and not scores.any() and not status.any()
+        return
+    ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)  # warm
+    scores, visited, status = fresh_table(4, device)
+    with no_sync(device):
+        ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
+    torch.testing.assert_close(scores.cpu(), torch.tensor([1.0, 2.0, 0.0, 0.0]))
+    assert visited.tolist() == [True, True, False, False] and status.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("device,backend", OP_BACKENDS)
+def test_importance_update_checks_finiteness_in_the_tables_dtype(device, backend):
+    """1e39 is a finite float64 but inf as float32: skipped and counted, never stored."""
+    scores, visited, status = fresh_table(3, device)
+    values = torch.tensor([1.0, 1e39, -1e39], dtype=torch.float64, device=device)
+    index = torch.tensor([0, 1, 2], device=device)
+    with no_sync(device):
+        ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
+    torch.testing.assert_close(scores.cpu(), torch.tensor([1.0, 0.0, 0.0]))
     assert visited.tolist() == [True, False, False] and status.tolist() == [0, 2]
+
+
+@requires_cuda
+def test_negative_scores_and_bad_indices_on_cuda_raise_at_set_epoch():
+    s = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")
+    s.set_epoch(0)
+    s.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))  # warm the kernels
+    with no_sync("cuda"):
+        s.update(torch.tensor([3, 7]), torch.tensor([1.0, -5.0], device="cuda"))
+    with pytest.raises(ValueError, match="1 negative scores"):
+        s.set_epoch(1)
+    t = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")
+    t.set_epoch(0)
+    t.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))
+    with no_sync("cuda"):
+        t.update(torch.tensor([3, 12]), torch.tensor([1.0, 2.0], device="cuda"))
+    with pytest.raises(IndexError, match="1 scores had a dataset index out of range"):
+        t.set_epoch(1)
+    u = ImportanceSampler(3, tau=1.0, rule="last", seed=0, device="cuda")
+    u.set_epoch(0)
+    u.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))
+    with no_sync("cuda"):
+        u.update(torch.tensor([1]), torch.tensor([1e39], dtype=torch.float64, device="cuda"))
+    u.set_epoch(1)
+    assert u.skipped_scores == 1 and set(u) == {0}
 
 
 def test_sampler_skips_scores_that_overflow_the_table():
