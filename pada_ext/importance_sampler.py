@@ -74,8 +74,10 @@ class ImportanceSampler(Sampler[int]):
     errors: on CPU :meth:`update` raises at once, naming the first; on CUDA
     they are counted on the device and :meth:`set_epoch` raises. Distributed,
     every rank's error counters are summed in the epoch's all-reduce, so all
-    ranks raise together. Iterating twice in one epoch (a loop that forgets
-    :meth:`set_epoch`) repeats the epoch's list: it warns once.
+    ranks raise together. Collectives run on a device the process group
+    supports: with NCCL, CPU tables and seeds travel to the current CUDA
+    device. Iterating twice in one epoch (a loop that forgets :meth:`set_epoch`)
+    repeats the epoch's list: it warns once.
 
     Host syncs on CUDA: none per step (:meth:`update`, :meth:`cross_entropy`
     with or without ``reweight``; CPU index batches are copied to the device

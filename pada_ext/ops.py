@@ -191,8 +191,13 @@ def importance_update_(
         visited: bool tensor shaped like ``scores`` (modified in place).
         status: two-element int64 counter tensor (modified in place).
         index: 1-D int64 table indices (int32 is converted).
-        values: 1-D floating values, one per index.
+        values: 1-D floating values, one per index, >= 0.
         decay: in [0, 1].
+
+    Raises:
+        TypeError: a non-Tensor argument, or dtypes of index or values.
+        ValueError: shapes, decay out of [0, 1], a negative value (CPU; naming it).
+        IndexError: an index out of range (CPU; naming it).
     """
     if isinstance(index, torch.Tensor) and index.dtype == torch.int32:
         index = index.long()

@@ -623,6 +623,7 @@ def test_importance_update_checks_finiteness_in_the_tables_dtype(device, backend
     scores, visited, status = fresh_table(3, device)
     values = torch.tensor([1.0, 1e39, -1e39], dtype=torch.float64, device=device)
     index = torch.tensor([0, 1, 2], device=device)
+    ops.importance_update_(*fresh_table(3, device), index, values, 0.5, backend=backend)  # warm
     with no_sync(device):
         ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
     torch.testing.assert_close(scores.cpu(), torch.tensor([1.0, 0.0, 0.0]))
