@@ -2,6 +2,7 @@
 
 import math
 import numbers
+import warnings
 from collections.abc import Iterator, Sized
 from typing import Optional, Union
 
@@ -10,7 +11,7 @@ from torch.utils.data import Sampler
 
 from . import _distributed, ops
 from ._transfer import to_device
-from .schedules import ScheduleSpec, make_schedule
+from .schedules import ScheduleSpec, check_epoch, make_schedule
 
 RULES = {
     # rule: (decay, reset every epoch)
@@ -55,15 +56,28 @@ class ImportanceSampler(Sampler[int]):
         labels: the class of every sample (needed for ``"class"``).
         num_classes: number of classes (default ``max(labels) + 1``).
         device: device of the score table (default: that of the first update).
-        seed: base seed; epoch e draws with seed ``seed + e``. Default: drawn from
-            torch's default generator (rank 0's, when distributed).
+        seed: base seed, an int in [0, 2**64); epoch e draws with seed
+            ``(seed + e) mod 2**64``. Default: drawn from torch's default
+            generator (rank 0's, when distributed).
         num_replicas, rank: shard the epoch's list as ``DistributedSampler``
             does (default: from torch.distributed when it is initialised).
         drop_last: with several replicas, drop the tail instead of drawing a
             few more indices so that every rank gets the same count.
+        shuffle_first_epoch: epoch 0 visits every item once, in a shuffled
+            order (as the authors' code, whose epoch 0 is a plain shuffled
+            pass), instead of drawing with replacement.
 
-    Non-finite scores (from NaN or infinite logits) never enter the table: they
-    are skipped and counted in :attr:`skipped_scores`.
+    Epochs count from 0: with ``epochs`` given, :meth:`set_epoch` rejects any
+    epoch outside ``0 .. epochs - 1``. Non-finite scores (from NaN or infinite
+    logits, or values that overflow the float32 table) never enter the table:
+    they are skipped and counted in :attr:`skipped_scores`. Negative scores are
+    errors: on CPU :meth:`update` raises at once, naming the first; on CUDA
+    they are counted on the device and :meth:`set_epoch` raises. Distributed,
+    every rank's error counters are summed in the epoch's all-reduce, so all
+    ranks raise together. Collectives run on a device the process group
+    supports: with NCCL, CPU tables and seeds travel to the current CUDA
+    device. Iterating twice in one epoch (a loop that forgets :meth:`set_epoch`)
+    repeats the epoch's list: it warns once.
 
     Host syncs on CUDA: none per step (:meth:`update`, :meth:`cross_entropy`
     with or without ``reweight``; CPU index batches are copied to the device
@@ -90,11 +104,16 @@ class ImportanceSampler(Sampler[int]):
         num_replicas: Optional[int] = None,
         rank: Optional[int] = None,
         drop_last: bool = False,
+        shuffle_first_epoch: bool = False,
     ):
+        if isinstance(data_source, bool):
+            raise TypeError(f"data_source must be a dataset or its size, got {data_source!r}")
         n = data_source if isinstance(data_source, numbers.Integral) else len(data_source)
         if n <= 0:
             raise ValueError(f"ImportanceSampler needs a non-empty dataset, got size {n}")
         self.n = int(n)
+        _check_int("num_samples", num_samples)
+        _check_int("num_classes", num_classes)
         self.num_samples = self.n if num_samples is None else int(num_samples)
         if self.num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
@@ -119,7 +138,14 @@ class ImportanceSampler(Sampler[int]):
         if granularity == "class":
             if labels is None:
                 raise ValueError("granularity='class' needs labels (the class of every sample)")
-            labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+            labels = torch.as_tensor(labels)
+            if (
+                labels.dtype.is_floating_point
+                or labels.dtype.is_complex
+                or labels.dtype == torch.bool
+            ):
+                raise TypeError(f"labels must hold integer class indices, got {labels.dtype}")
+            labels = labels.to(torch.int64).flatten()
             if labels.numel() != self.n:
                 raise ValueError(f"labels has {labels.numel()} entries for {self.n} samples")
             if labels.numel() and int(labels.min()) < 0:
@@ -130,7 +156,8 @@ class ImportanceSampler(Sampler[int]):
             self.labels = labels
             self.class_sizes = torch.bincount(labels, minlength=table_size).to(torch.float64)
         self.num_replicas, self.rank = _distributed.replicas(num_replicas, rank)
-        self.drop_last = drop_last
+        self.drop_last = bool(drop_last)
+        self.shuffle_first_epoch = bool(shuffle_first_epoch)
         if drop_last:
             self.per_replica = self.num_samples // self.num_replicas
         else:
@@ -144,6 +171,7 @@ class ImportanceSampler(Sampler[int]):
         self.scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
         self.visited = torch.zeros(table_size, dtype=torch.bool, device=dev)
         self.status = torch.zeros(2, dtype=torch.int64, device=dev)
+        self.negative = torch.zeros((), dtype=torch.int64, device=dev)  # CUDA: counted, raised late
         # The scores the current epoch draws from, frozen by set_epoch.
         self.epoch_scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
         if self.labels is not None and self._placed:
@@ -153,18 +181,23 @@ class ImportanceSampler(Sampler[int]):
         self.tau = self._tau(0)
         self._applied_epoch = None
         self._q = None
+        self._generation = 0  # bumped whenever the epoch's list may change
+        self._iterated = None  # the generation last iterated
+        self._warned_repeat = False
 
     # -- configuration that reproduces the authors' data sampling ---------------
     @classmethod
     def paper(cls, data_source, epochs: int, **kwargs):
         """The authors' DA, exactly: per-sample scores, their averaging rule,
-        scores restarted every epoch, N draws with replacement per epoch, and
-        their timing of tau: the draw for epoch e is built at the end of epoch
-        e - 1 with tau = (e - 1) / epochs, so epochs 0 and 1 are both uniform.
+        scores restarted every epoch, epoch 0 a shuffled pass over every item,
+        N draws with replacement in every later epoch, and their timing of tau:
+        the draw for epoch e is built at the end of epoch e - 1 with
+        tau = (e - 1) / epochs, so epoch 1 is uniform too.
         (Their first-visit test is ``score != 0``; here it is "visited", which
         differs only for a gradient norm of exactly 0.)"""
         if epochs is None or epochs <= 0:
             raise ValueError("ImportanceSampler.paper needs the number of epochs")
+        kwargs.setdefault("shuffle_first_epoch", True)
         return cls(
             data_source, epochs=epochs, tau=lambda e: max(e - 1, 0) / epochs, rule="paper", **kwargs
         )
@@ -174,7 +207,7 @@ class ImportanceSampler(Sampler[int]):
         if not self._placed:
             # Called from the first update: the tables (zeros, or a loaded state)
             # are queued from pinned memory (no host sync).
-            for name in ("scores", "visited", "status", "epoch_scores"):
+            for name in ("scores", "visited", "status", "negative", "epoch_scores"):
                 setattr(self, name, to_device(getattr(self, name), device))
             if self.labels is not None:
                 self.labels = to_device(self.labels, device)
@@ -187,11 +220,13 @@ class ImportanceSampler(Sampler[int]):
             )
 
     def update(self, indices: torch.Tensor, scores: torch.Tensor) -> None:
-        """Credits ``scores[j]`` to dataset item ``indices[j]`` (no host sync)."""
+        """Credits ``scores[j]`` (>= 0) to dataset item ``indices[j]`` (no host sync)."""
         indices = torch.as_tensor(indices)
         scores = torch.as_tensor(scores).detach()
         if indices.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
+        if not scores.dtype.is_floating_point:
+            raise TypeError(f"scores must be floating point, got {scores.dtype}")
         if indices.shape != scores.shape or indices.dim() != 1:
             raise ValueError(
                 f"indices and scores must be 1-D and alike, got {tuple(indices.shape)} "
@@ -202,6 +237,17 @@ class ImportanceSampler(Sampler[int]):
             # checked on the host, where the batch's indices are, before the copy
             if int(indices.min()) < 0 or int(indices.max()) >= self.n:
                 raise IndexError(f"an index is out of range for {self.n} samples")
+        negative = ops._negative_values(scores, self.scores.dtype)
+        if scores.device.type == "cpu":
+            bad = negative.nonzero()
+            if bad.numel():
+                j = int(bad[0, 0])
+                raise ValueError(
+                    f"ImportanceSampler.update: scores[{j}] = {float(scores[j])} (dataset index "
+                    f"{int(indices[j])}) is negative; scores must be >= 0"
+                )
+        else:  # no host sync: counted here, raised by set_epoch
+            self.negative += negative.sum()
         indices = to_device(indices, scores.device)
         if self.labels is not None:
             # An out-of-range index becomes key -1, which importance_update_ counts
@@ -244,26 +290,41 @@ class ImportanceSampler(Sampler[int]):
 
     # -- epochs ------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
-        """Starts `epoch`: merges the ranks' scores, freezes them as the epoch's
-        distribution, restarts them if the rule says so, and applies tau.
-        Calling it again for the epoch already started changes nothing."""
+        """Starts `epoch` (0 .. epochs - 1): merges the ranks' scores, freezes them
+        as the epoch's distribution, restarts them if the rule says so, and
+        applies tau. Calling it again for the epoch already started changes nothing.
+
+        Raises (on every rank alike, when distributed): ValueError for an epoch
+        out of range, or for negative scores counted on the device since the
+        start; IndexError for dataset indices out of range counted on the device."""
+        epoch = check_epoch(epoch, self.epochs, "ImportanceSampler.set_epoch")
         if epoch == self._applied_epoch:
             return
-        bad = int(self.status[0])  # the epoch's host sync (the status counters)
-        if bad > 0:
-            raise IndexError(
-                f"ImportanceSampler: {bad} scores had a dataset index out of "
-                f"range for {self.scores.numel()} entries (reported late on CUDA)"
+        tau = self._tau(epoch)
+        # On CUDA the kernel counts an out-of-range index, and a negative value
+        # (whose index ops.importance_update_ masks), in status[0].
+        flags = torch.stack([self.status[0], self.negative])
+        flags = _distributed.merge_visited_mean(self.scores, self.visited, flags)
+        rejected, negative = (int(v) for v in flags.tolist())  # the epoch's host sync
+        if negative > 0:
+            raise ValueError(
+                f"ImportanceSampler: {negative} negative scores were passed to update "
+                "(counted on the device, reported at set_epoch); scores must be >= 0"
             )
-        _distributed.merge_visited_mean(self.scores, self.visited)
+        if rejected > 0:
+            raise IndexError(
+                f"ImportanceSampler: {rejected} scores had a dataset index out of "
+                f"range for {self.n} samples (counted on the device, reported at set_epoch)"
+            )
         self.epoch_scores = torch.where(self.visited, self.scores, torch.zeros_like(self.scores))
         if self.reset_every_epoch:
             self.scores.zero_()
             self.visited.zero_()
-        self.epoch = int(epoch)
-        self.tau = self._tau(self.epoch)
+        self.epoch = epoch
+        self.tau = tau
         self._applied_epoch = self.epoch
         self._q = None
+        self._generation += 1
 
     def distribution(self) -> torch.Tensor:
         """This epoch's sampling probabilities q over the N samples (float64)."""
@@ -280,19 +341,47 @@ class ImportanceSampler(Sampler[int]):
         return self._q
 
     def importance_weights(self, indices: torch.Tensor) -> torch.Tensor:
-        """``1 / (N q_i)`` for the given dataset indices under this epoch's q."""
+        """``1 / (N q_i)`` for the given dataset indices under this epoch's q.
+
+        An index out of range raises IndexError on CPU; on CUDA it gets some
+        weight (clamped, no device assert) and :meth:`update` counts it."""
         q = self.distribution()
-        indices = to_device(torch.as_tensor(indices), q.device)
-        return (1.0 / (self.n * q.index_select(0, indices.long()))).to(torch.float32)
+        indices = torch.as_tensor(indices)
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
+        if indices.device.type == "cpu" and indices.numel():
+            bad = ((indices < 0) | (indices >= self.n)).nonzero()
+            if bad.numel():
+                j = int(bad[0, 0])
+                raise IndexError(
+                    f"indices[{j}] = {int(indices[j])} is out of range for {self.n} samples"
+                )
+        indices = to_device(indices, q.device).long().clamp(0, self.n - 1)
+        return (1.0 / (self.n * q.index_select(0, indices))).to(torch.float32)
 
     def epoch_indices(self) -> torch.Tensor:
         """The whole epoch's draw over all ranks: the same on every rank, and the
         same on CPU and CUDA (the seed comes from a CPU generator)."""
         q = self.distribution()
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return ops.sample_with_replacement(q, self.per_replica * self.num_replicas, generator=g)
+        g = torch.Generator().manual_seed(_distributed.epoch_seed(self.seed, self.epoch))
+        total = self.per_replica * self.num_replicas
+        if self.shuffle_first_epoch and self.epoch == 0:
+            # every item once per pass, as many (shuffled) passes as `total` needs
+            passes = [torch.randperm(self.n, generator=g) for _ in range(-(-total // self.n))]
+            return torch.cat(passes)[:total].to(q.device)
+        return ops.sample_with_replacement(q, total, generator=g)
 
     def __iter__(self) -> Iterator[int]:
+        if self._iterated == self._generation and not self._warned_repeat:
+            self._warned_repeat = True
+            warnings.warn(
+                f"ImportanceSampler: iterated again in epoch {self.epoch} without set_epoch: "
+                "this repeats the epoch's list and never uses the new scores. Call "
+                "sampler.set_epoch(epoch) at the start of every epoch (warned once)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self._iterated = self._generation
         draw = self.epoch_indices()
         return iter(draw[self.rank :: self.num_replicas].tolist())  # once per epoch: a sync
 
@@ -309,10 +398,12 @@ class ImportanceSampler(Sampler[int]):
             "seed": self.seed,
             "epoch": self.epoch,
             "applied_epoch": self._applied_epoch,
-            "scores": self.scores.cpu(),
-            "visited": self.visited.cpu(),
-            "status": self.status.cpu(),
-            "epoch_scores": self.epoch_scores.cpu(),
+            # copies, also on CPU: a snapshot, not the live tables
+            "scores": _snapshot(self.scores),
+            "visited": _snapshot(self.visited),
+            "status": _snapshot(self.status),
+            "negative": _snapshot(self.negative),
+            "epoch_scores": _snapshot(self.epoch_scores),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -328,12 +419,23 @@ class ImportanceSampler(Sampler[int]):
         self.scores = state["scores"].to(device, torch.float32).clone()
         self.visited = state["visited"].to(device, torch.bool).clone()
         self.status = state["status"].to(device, torch.int64).clone()
+        self.negative = torch.as_tensor(state.get("negative", 0)).to(device, torch.int64).clone()
         self.epoch_scores = state["epoch_scores"].to(device, torch.float32).clone()
-        self.seed = int(state["seed"])
+        self.seed = _distributed.check_seed(state["seed"], "state_dict['seed']")
         self.epoch = int(state["epoch"])
         self._applied_epoch = state["applied_epoch"]
         self.tau = self._tau(self.epoch)
         self._q = None
+        self._generation += 1
+
+
+def _check_int(name, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+
+
+def _snapshot(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", copy=True)
 
 
 def _autocast_input(logits: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """Schedules of the smoothing parameters (tau for data, delta for paths).
 
 A schedule maps an epoch (or step) to a value in [0, 1]: the weight of the
-importance distribution against the uniform one.
+importance distribution against the uniform one. Epochs are 0-based: with
+``total`` epochs, the valid ones are ``0 .. total - 1``; any other raises
+(a 1-based loop would otherwise reach ``t = total``, where "linear" gives 1
+and the draw ignores every item the last epoch did not score).
 """
 
 import numbers
@@ -17,26 +20,45 @@ def make_schedule(spec: ScheduleSpec, total: Optional[int], name: str) -> Callab
         spec: ``"linear"`` (``t / total``, from 0 up to 1, as the PA&DA paper
             and code), ``"linear_decrease"`` (``1 - t / total``; Table 4 of the
             paper compares both), a constant in [0, 1], or a callable ``t -> value``.
-        total: the number of epochs (or steps) of training; needed by the linear specs.
+        total: the number of epochs (or steps) of training; needed by the linear
+            specs. When given, the schedule rejects ``t`` outside ``[0, total)``.
         name: the parameter's name, for error messages.
     """
+    if total is not None and (
+        isinstance(total, bool) or not isinstance(total, numbers.Integral) or total <= 0
+    ):
+        raise ValueError(f"{name}: the number of epochs must be a positive int, got {total!r}")
     if isinstance(spec, str):
         if spec not in ("linear", "linear_decrease"):
             raise ValueError(
                 f"{name}: unknown schedule {spec!r}; use 'linear', "
                 "'linear_decrease', a number in [0, 1] or a callable"
             )
-        if total is None or total <= 0:
+        if total is None:
             raise ValueError(f"{name}='{spec}' needs the number of training epochs (epochs=...)")
         if spec == "linear":
-            return lambda t: _checked(min(max(t / total, 0.0), 1.0), name)
-        return lambda t: _checked(1.0 - min(max(t / total, 0.0), 1.0), name)
+            return _ranged(lambda t: t / total, total, name)
+        return _ranged(lambda t: 1.0 - t / total, total, name)
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         value = _checked(float(spec), name)
-        return lambda t: value
+        return _ranged(lambda t: value, total, name)
     if callable(spec):
-        return lambda t: _checked(float(spec(t)), name)
+        return _ranged(lambda t: float(spec(t)), total, name)
     raise TypeError(f"{name}: a schedule is a string, a number or a callable, got {spec!r}")
+
+
+def check_epoch(t, total: Optional[int], name: str) -> int:
+    """`t` as an int, if it is an epoch of a run of `total` epochs (any t >= 0 when None)."""
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+        raise TypeError(f"{name}: the epoch must be an int, got {t!r}")
+    if t < 0 or (total is not None and t >= total):
+        valid = ">= 0" if total is None else f"0 .. {total - 1} (epochs={total})"
+        raise ValueError(f"{name}: epoch {t} is out of range; epochs count from 0: {valid}")
+    return int(t)
+
+
+def _ranged(f: Callable[[int], float], total: Optional[int], name: str) -> Callable[[int], float]:
+    return lambda t: _checked(f(check_epoch(t, total, name)), name)
 
 
 def _checked(value: float, name: str) -> float:

@@ -30,3 +30,85 @@ def importance_sampler_worker(rank, world, init_file, out_dir):
         )
     finally:
         dist.destroy_process_group()
+
+
+def _init(rank, world, init_file, backend="gloo"):
+    import datetime
+
+    # A short timeout: a rank left waiting in a collective fails the test instead of hanging it.
+    dist.init_process_group(
+        backend,
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=20),
+    )
+
+
+def agreed_error_worker(rank, world, init_file, out_dir, counter):
+    """Rank 1 alone has a device-counted error (as the CUDA kernel counts it):
+    set_epoch must raise on both ranks, after the shared all-reduce."""
+    _init(rank, world, init_file)
+    try:
+        from pada_ext import ImportanceSampler
+
+        sampler = ImportanceSampler(20, tau=1.0, rule="last", seed=1)
+        sampler.set_epoch(0)
+        sampler.update(torch.tensor([rank]), torch.tensor([1.0]))
+        if rank == 1:
+            getattr(sampler, counter).view(-1)[0] += 1
+        try:
+            sampler.set_epoch(1)
+            outcome = "no error"
+        except Exception as e:  # noqa: BLE001 - recorded for the test to judge
+            outcome = f"{type(e).__name__}: {e}"
+        # Both ranks still meet here: nobody is stuck in a collective.
+        dist.barrier()
+        torch.save({"outcome": outcome}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def collective_device_worker(rank, world, init_file, out_dir, backend):
+    """Which device the samplers' collectives pick for CPU tables on a group of
+    `backend`; on a GPU also runs both samplers' collectives on it."""
+    _init(rank, world, init_file, backend)
+    try:
+        from pada_ext import ImportanceSampler, _distributed
+
+        result = {"types": _distributed.group_device_types()}
+        try:
+            result["picked"] = str(_distributed.collective_device(torch.device("cpu")))
+        except RuntimeError as e:  # a CUDA-only group in a process without CUDA
+            result["picked"] = f"RuntimeError: {e}"
+        try:
+            result["seed"] = ImportanceSampler(8, tau=1.0, seed=None).seed  # broadcasts
+        except RuntimeError as e:
+            result["seed"] = f"RuntimeError: {e}"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(0)
+            for device in (None, "cuda"):  # tables on the CPU until the first update, or on CUDA
+                s = ImportanceSampler(8, tau=1.0, rule="last", seed=None, device=device)
+                s.set_epoch(0)
+                values = torch.tensor([1.0 + rank, 2.0 + rank], device=device or "cpu")
+                s.update(torch.tensor([rank, 4]), values)
+                s.set_epoch(1)
+                result[f"seed_{device}"] = s.seed
+                result[f"epoch_scores_{device}"] = s.epoch_scores.cpu()
+            from torch import nn
+
+            from pada_ext import PathSampler
+
+            torch.manual_seed(rank)  # different weights: the seed must still agree
+            edges = [nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])]
+            paths = PathSampler(edges, delta=1.0, rule="mean", update="step", seed=None)
+            paths.set_epoch(0)
+            path = paths.sample()
+            edges[0][path[0]](torch.ones(1, 2)).sum().backward()
+            paths.record(path)  # update="step": merges at every record
+            paths.set_epoch(1)
+            result["path_seed"] = paths.seed
+            result["path_probs"] = paths.probabilities
+        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()

@@ -1,14 +1,17 @@
 """pada_ext.ImportanceSampler: distributions, rules, schedules, checkpoints,
 DataLoader workers, distributed use and the authors' configuration."""
 
+import warnings
+
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import DEVICES, no_sync, requires_cuda
+from conftest import BACKEND_DEVICES, DEVICES, no_sync, requires_cuda
 from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 
-from pada_ext import ImportanceSampler, IndexedDataset
+from pada_ext import ImportanceSampler, IndexedDataset, ops
+from pada_ext.schedules import make_schedule
 
 P_MIN = 1e-4
 
@@ -53,19 +56,47 @@ def test_tau_one_draws_only_scored_items():
 @pytest.mark.parametrize(
     "spec,expected",
     [
-        ("linear", [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]),
-        ("linear_decrease", [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]),
-        (0.3, [0.3] * 6),
-        (lambda e: 1.0 if e >= 2 else 0.0, [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]),
+        ("linear", [0.0, 0.25, 0.5, 0.75]),
+        ("linear_decrease", [1.0, 0.75, 0.5, 0.25]),
+        (0.3, [0.3] * 4),
+        (lambda e: 1.0 if e >= 2 else 0.0, [0.0, 0.0, 1.0, 1.0]),
     ],
 )
 def test_tau_schedules(spec, expected):
     s = ImportanceSampler(10, epochs=4, tau=spec, seed=0)
     got = []
-    for epoch in range(6):
+    for epoch in range(4):
         s.set_epoch(epoch)
         got.append(s.tau)
     assert got == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"epoch 4 is out of range.*0 \.\. 3 \(epochs=4\)"):
+        s.set_epoch(4)  # epochs count from 0; a 1-based loop ends here
+    assert s.epoch == 3 and s.tau == pytest.approx(expected[-1])  # unchanged
+
+
+def test_out_of_range_epochs_raise_instead_of_clamping_tau():
+    """rule="paper", tau clamped to 1 at set_epoch(epochs) gave every item that the
+    last epoch did not draw probability 0."""
+    s = ImportanceSampler(1000, epochs=5, seed=0)
+    for epoch in range(5):
+        s.set_epoch(epoch)
+        s.update(torch.tensor(list(s)), torch.ones(1000))
+    with pytest.raises(ValueError, match="epoch 5 is out of range"):
+        s.set_epoch(5)
+    assert (s.distribution() > 0).all()
+    with pytest.raises(ValueError, match="epoch -1 is out of range"):
+        ImportanceSampler(10, tau=0.5, seed=0).set_epoch(-1)  # no epochs given: any e >= 0
+    ImportanceSampler(10, tau=0.5, seed=0).set_epoch(10**6)
+    with pytest.raises(TypeError, match="epoch must be an int"):
+        s.set_epoch(1.0)
+    # The schedules themselves, which PathSampler uses too.
+    delta = make_schedule("linear", 3, "delta")
+    assert delta(2) == pytest.approx(2 / 3)
+    for spec in ("linear", "linear_decrease", 0.5, lambda e: 0.5):
+        with pytest.raises(ValueError, match="delta: epoch 3 is out of range"):
+            make_schedule(spec, 3, "delta")(3)
+    with pytest.raises(ValueError, match="positive int"):
+        make_schedule(0.5, 0, "delta")
 
 
 def test_paper_rule_restarts_every_epoch():
@@ -260,13 +291,17 @@ def authors_epoch(batches, n, tau):
 
 
 def test_paper_configuration_replays_the_authors_rule():
-    n, epochs = 64, 5
+    n, epochs = 64, 6
     s = ImportanceSampler.paper(n, epochs=epochs, seed=11)
     g = torch.Generator().manual_seed(0)
     recorded = []
-    for epoch in range(epochs):
+    for epoch in range(epochs - 1):
         s.set_epoch(epoch)
-        if epoch > 0:
+        if epoch == 0:
+            # Their epoch 0 is a plain shuffled pass: every item once, no importance draw.
+            first = list(s)
+            assert sorted(first) == list(range(n)) and first != list(range(n))
+        else:
             # Their code builds epoch e's draw at the end of epoch e - 1, with
             # the tau of that epoch: (e - 1) / epochs.
             want = authors_epoch(recorded[-1], n, (epoch - 1) / epochs)
@@ -282,12 +317,29 @@ def test_paper_configuration_replays_the_authors_rule():
             s.update(idx, val)
             batches.append((idx.tolist(), val.tolist()))
         recorded.append(batches)
-    # And the draws follow that distribution.
-    s.set_epoch(epochs)
-    want = torch.tensor(authors_epoch(recorded[-1], n, (epochs - 1) / epochs), dtype=torch.float64)
+    # And the last epoch's draws follow that distribution.
+    s.set_epoch(epochs - 1)
+    want = torch.tensor(authors_epoch(recorded[-1], n, (epochs - 2) / epochs), dtype=torch.float64)
     big = ImportanceSampler.paper(n, epochs=epochs, num_samples=300_000, seed=11)
     big.load_state_dict(s.state_dict())
     assert counts_p_value(torch.tensor(list(big)), want) > P_MIN
+
+
+def test_shuffled_first_epoch_covers_every_item_also_when_sharded():
+    parts = [
+        ImportanceSampler.paper(10, epochs=3, num_samples=25, seed=5, num_replicas=2, rank=r)
+        for r in range(2)
+    ]
+    for p in parts:
+        p.set_epoch(0)
+    full = parts[0].epoch_indices()
+    assert full.numel() == 26  # 13 per rank
+    counts = torch.bincount(full, minlength=10)
+    assert counts.min() >= 2 and counts.max() <= 3  # whole passes, then part of one
+    assert sorted(full[:10].tolist()) == list(range(10))
+    assert sorted(list(parts[0]) + list(parts[1])) == sorted(full.tolist())
+    parts[0].set_epoch(1)  # later epochs draw with replacement
+    assert parts[0].epoch_indices().numel() == 26
 
 
 @pytest.mark.parametrize(
@@ -321,6 +373,16 @@ def test_bad_updates():
     callable_tau = ImportanceSampler(10, tau=lambda e: 2.0 if e > 0 else 0.0, seed=0)
     with pytest.raises(ValueError, match=r"tau must be in \[0, 1\], got 2.0"):
         callable_tau.set_epoch(1)
+
+
+def test_importance_weights_check_their_indices():
+    s = ImportanceSampler(5, tau=0.5, seed=0)
+    s.set_epoch(0)
+    with pytest.raises(IndexError, match=r"indices\[1\] = 5 is out of range for 5 samples"):
+        s.importance_weights(torch.tensor([0, 5]))
+    with pytest.raises(TypeError, match="int64 or int32"):
+        s.importance_weights(torch.tensor([0.0]))
+    torch.testing.assert_close(s.importance_weights([4, 0]), torch.ones(2))
 
 
 def test_seed_from_torch_manual_seed():
@@ -504,3 +566,294 @@ def test_cuda_run_matches_the_cpu_run_and_resumes_on_cuda(granularity):
         s.set_epoch(3)
     assert resumed.scores.is_cuda
     assert list(resumed) == list(samplers["cpu"]) == list(back)
+
+
+# -- policies: negative scores, overflow, snapshots, repeated epochs, arguments ----------
+
+
+def test_negative_scores_are_rejected_where_they_enter():
+    s = ImportanceSampler(10, tau=1.0, rule="last", seed=0)
+    s.set_epoch(0)
+    for bad in (-5.0, -0.5):
+        with pytest.raises(ValueError, match=rf"scores\[1\] = {bad} \(dataset index 7\) is neg"):
+            s.update(torch.tensor([3, 7]), torch.tensor([1.0, bad]))
+    assert not s.visited.any()  # nothing of the batch entered
+    s.update(torch.tensor([3]), torch.tensor([-0.0]))  # -0 is a valid zero
+    s.set_epoch(1)
+    labels = torch.tensor([0, 1] * 5)
+    c = ImportanceSampler(10, tau=1.0, granularity="class", labels=labels, rule="last", seed=0)
+    with pytest.raises(ValueError, match=r"scores\[0\] = -1.0 \(dataset index 4\)"):
+        c.update(torch.tensor([4]), torch.tensor([-1.0]))
+
+
+OP_BACKENDS = [*BACKEND_DEVICES, pytest.param("cpu", "reference", id="cpu-reference")]
+
+
+def fresh_table(size, device):
+    return (
+        torch.zeros(size, device=device),
+        torch.zeros(size, dtype=torch.bool, device=device),
+        torch.zeros(2, dtype=torch.int64, device=device),
+    )
+
+
+@pytest.mark.parametrize("device,backend", OP_BACKENDS)
+def test_importance_update_rejects_negative_values(device, backend):
+    """CPU: raises before any change, naming the entry. CUDA: no host sync; the
+    entry is skipped and counted in status[0] (raised by the sampler's set_epoch)."""
+    scores, visited, status = fresh_table(4, device)
+    index = torch.tensor([0, 1, 3], device=device)
+    values = torch.tensor([1.0, 2.0, -0.5], device=device)
+    if device == "cpu":
+        with pytest.raises(ValueError, match=r"values\[2\] = -0.5 \(for index\[2\] = 3\) is neg"):
+            ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
+        assert not visited.any() and not scores.any() and not status.any()
+        return
+    ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)  # warm
+    scores, visited, status = fresh_table(4, device)
+    with no_sync(device):
+        ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
+    torch.testing.assert_close(scores.cpu(), torch.tensor([1.0, 2.0, 0.0, 0.0]))
+    assert visited.tolist() == [True, True, False, False] and status.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("device,backend", OP_BACKENDS)
+def test_importance_update_checks_finiteness_in_the_tables_dtype(device, backend):
+    """1e39 is a finite float64 but inf as float32: skipped and counted, never stored."""
+    scores, visited, status = fresh_table(3, device)
+    values = torch.tensor([1.0, 1e39, -1e39], dtype=torch.float64, device=device)
+    index = torch.tensor([0, 1, 2], device=device)
+    ops.importance_update_(*fresh_table(3, device), index, values, 0.5, backend=backend)  # warm
+    with no_sync(device):
+        ops.importance_update_(scores, visited, status, index, values, 0.5, backend=backend)
+    torch.testing.assert_close(scores.cpu(), torch.tensor([1.0, 0.0, 0.0]))
+    assert visited.tolist() == [True, False, False] and status.tolist() == [0, 2]
+
+
+@requires_cuda
+def test_negative_scores_and_bad_indices_on_cuda_raise_at_set_epoch():
+    s = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")
+    s.set_epoch(0)
+    s.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))  # warm the kernels
+    with no_sync("cuda"):
+        s.update(torch.tensor([3, 7]), torch.tensor([1.0, -5.0], device="cuda"))
+    with pytest.raises(ValueError, match="1 negative scores"):
+        s.set_epoch(1)
+    t = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")
+    t.set_epoch(0)
+    t.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))
+    with no_sync("cuda"):
+        t.update(torch.tensor([3, 12]), torch.tensor([1.0, 2.0], device="cuda"))
+    with pytest.raises(IndexError, match="1 scores had a dataset index out of range"):
+        t.set_epoch(1)
+    u = ImportanceSampler(3, tau=1.0, rule="last", seed=0, device="cuda")
+    u.set_epoch(0)
+    u.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))
+    with no_sync("cuda"):
+        u.update(torch.tensor([1]), torch.tensor([1e39], dtype=torch.float64, device="cuda"))
+    u.set_epoch(1)
+    assert u.skipped_scores == 1 and set(u) == {0}
+
+
+def test_sampler_skips_scores_that_overflow_the_table():
+    s = ImportanceSampler(3, tau=1.0, rule="last", seed=0)
+    s.set_epoch(0)
+    s.update(torch.tensor([0, 1]), torch.tensor([1.0, 1e39], dtype=torch.float64))
+    s.set_epoch(1)
+    assert s.skipped_scores == 1
+    assert set(s) == {0}  # the draw works; only the finite score counts
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"decay": 1.5}, ValueError, "decay must be in"),
+        ({"decay": float("nan")}, ValueError, "decay must be in"),
+        ({"decay": "0.5"}, TypeError, "decay must be a float"),
+        ({"values": torch.ones(2)}, ValueError, r"one value per index, got shape \(2,\) for 3"),
+        ({"values": torch.ones(4)}, ValueError, "one value per index"),
+        ({"index": [0, 1, 2]}, TypeError, "index must be a Tensor, got list"),
+        ({"values": [1.0, 2.0, 3.0]}, TypeError, "values must be a Tensor"),
+        ({"index": torch.zeros(3)}, TypeError, "index must be int64"),
+        ({"index": torch.zeros(1, 3, dtype=torch.int64)}, ValueError, "index must be 1-D"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_importance_update_validates_for_every_backend(kwargs, error, match, backend):
+    args = {
+        "scores": torch.zeros(5),
+        "visited": torch.zeros(5, dtype=torch.bool),
+        "status": torch.zeros(2, dtype=torch.int64),
+        "index": torch.tensor([0, 1, 2]),
+        "values": torch.ones(3),
+        "decay": 0.5,
+    }
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        ops.importance_update_(**args, backend=backend)
+    assert not args["scores"].any()
+
+
+def test_compiled_importance_update_still_rejects_negative_values():
+    def step(scores, visited, status, index, values):
+        ops.importance_update_(scores, visited, status, index, values, 0.5)
+        return scores.sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    args = (torch.zeros(4), torch.zeros(4, dtype=torch.bool), torch.zeros(2, dtype=torch.int64))
+    compiled(*args, torch.tensor([0, 1]), torch.tensor([1.0, 2.0]))
+    with pytest.raises(RuntimeError, match="negative"):
+        compiled(*args, torch.tensor([0, 1]), torch.tensor([1.0, -2.0]))
+
+
+@pytest.mark.parametrize("rule", ["paper", "ema"])
+def test_state_dict_is_a_snapshot(rule):
+    s = ImportanceSampler(6, tau=1.0, rule=rule, seed=0)
+    s.set_epoch(0)
+    s.update(torch.tensor([1, 2]), torch.tensor([3.0, 4.0]))
+    state = s.state_dict()
+    saved = {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    s.update(torch.tensor([1, 5]), torch.tensor([9.0, 1.0]))
+    s.set_epoch(1)  # rule="paper" zeroes the live tables here
+    s.update(torch.tensor([0]), torch.tensor([2.0]))
+    for key, value in saved.items():
+        assert torch.equal(state[key], value), key
+    t = ImportanceSampler(6, tau=1.0, rule=rule, seed=1)
+    t.load_state_dict(state)
+    t.update(torch.tensor([3]), torch.tensor([5.0]))  # loading copies, too
+    assert torch.equal(state["scores"], saved["scores"])
+
+
+def test_iterating_again_without_set_epoch_warns_once():
+    s = ImportanceSampler(50, epochs=3, seed=0)
+    s.set_epoch(0)
+    first = list(s)
+    with pytest.warns(RuntimeWarning, match="without set_epoch"):
+        again = list(s)
+    assert again == first  # the documented repeat, no longer silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(s)  # once only
+        for epoch in (1, 2):  # the documented loop never warns
+            t = ImportanceSampler(50, epochs=3, seed=0)
+            t.set_epoch(epoch)
+            list(t)
+            s.set_epoch(epoch)
+            list(s)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"seed": 1.5}, TypeError, "seed must be an int"),
+        ({"seed": True}, TypeError, "seed must be an int"),
+        ({"seed": "3"}, TypeError, "seed must be an int"),
+        ({"seed": -1}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
+        ({"seed": 2**64}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
+        ({"num_samples": 2.5}, TypeError, "num_samples must be an int"),
+        ({"num_classes": 2.0, "granularity": "class", "labels": [0, 1] * 5}, TypeError, "num_cl"),
+        ({"granularity": "class", "labels": [0.0, 1.5] * 5}, TypeError, "integer class"),
+        ({"epochs": 2.0}, ValueError, "positive int"),
+        ({"rank": 0.0, "num_replicas": 2}, TypeError, "rank must be an int"),
+    ],
+)
+def test_unclear_arguments_raise_at_the_call(kwargs, error, match):
+    kwargs.setdefault("tau", 0.5)
+    with pytest.raises(error, match=match):
+        ImportanceSampler(10, **kwargs)
+
+
+def test_largest_seed_works_in_every_epoch():
+    s = ImportanceSampler(20, epochs=3, seed=2**64 - 1)
+    lists = []
+    for epoch in range(3):
+        s.set_epoch(epoch)  # seed + epoch wraps around 2**64
+        lists.append(list(s))
+    zero = ImportanceSampler(20, epochs=3, seed=0)
+    zero.set_epoch(0)
+    assert lists[1] == list(zero)  # (2**64 - 1) + 1 wraps to seed 0; both uniform draws
+    assert len({tuple(x) for x in lists}) == 3
+
+
+# -- distributed: agreed errors, group devices -------------------------------------------
+
+
+def spawn(worker, tmp_path, *args):
+    mp.spawn(
+        getattr(__import__("dist_workers"), worker),
+        args=(2, str(tmp_path / "init"), str(tmp_path), *args),
+        nprocs=2,
+        join=True,
+    )
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+
+
+@pytest.mark.parametrize(
+    "counter,error",
+    [
+        ("status", "IndexError: ImportanceSampler: 1 scores had a dataset index out of range"),
+        ("negative", "ValueError: ImportanceSampler: 1 negative scores"),
+    ],
+)
+def test_an_error_counted_on_one_rank_raises_on_every_rank(tmp_path, counter, error):
+    """Rank 1 alone has a device-counted error: before, it raised ahead of the
+    all-reduce and rank 0 waited in it until the timeout."""
+    outcomes = [r["outcome"] for r in spawn("agreed_error_worker", tmp_path, counter)]
+    assert all(o.startswith(error) for o in outcomes), outcomes
+
+
+@pytest.mark.parametrize(
+    "backend,picked",
+    [("gloo", "cpu"), ("cpu:gloo", "cpu"), ("cuda:gloo", "cuda")],
+)
+def test_collectives_run_on_a_device_the_group_supports(tmp_path, backend, picked):
+    """A "cuda:gloo" group accepts CUDA tensors only, as NCCL does: CPU seeds and
+    tables must travel to the current CUDA device for the collective. On a GPU
+    machine the worker also runs both samplers' collectives on that group."""
+    r0, r1 = spawn("collective_device_worker", tmp_path, backend)
+    assert picked in r0["types"] and r0["types"] == r1["types"]
+    if picked == "cuda" and not torch.cuda.is_available():
+        # Without a GPU a CUDA-only group cannot run them: a clear error, not
+        # "No backend type associated with device type cpu".
+        for r in (r0, r1):
+            assert "supports CUDA tensors only" in r["picked"]
+            assert "supports CUDA tensors only" in r["seed"]
+        return
+    assert r0["picked"].split(":")[0] == r1["picked"].split(":")[0] == picked
+    assert r0["seed"] == r1["seed"]
+    if torch.cuda.is_available():
+        expected = torch.tensor([1.0, 2.0, 0, 0, 2.5, 0, 0, 0])
+        for device in (None, "cuda"):
+            assert r0[f"seed_{device}"] == r1[f"seed_{device}"]
+            torch.testing.assert_close(r0[f"epoch_scores_{device}"], expected)
+            torch.testing.assert_close(r1[f"epoch_scores_{device}"], expected)
+        assert r0["path_seed"] == r1["path_seed"]
+        torch.testing.assert_close(r0["path_probs"], r1["path_probs"])
+
+
+def test_collective_device_from_the_backend_string(monkeypatch):
+    import torch.distributed as dist
+
+    from pada_ext import _distributed
+
+    cases = {
+        "nccl": ["cuda"],
+        "gloo": ["cpu", "cuda"],
+        "cpu:gloo,cuda:nccl": ["cpu", "cuda"],
+        "cuda:nccl": ["cuda"],
+    }
+    for backend, types in cases.items():
+        monkeypatch.setattr(dist, "get_backend", lambda group=None, b=backend: b)
+        assert _distributed.group_device_types() == types
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    if torch.cuda.is_available():
+        assert _distributed.collective_device(torch.device("cpu")) == torch.device(
+            "cuda", torch.cuda.current_device()
+        )
+        assert _distributed.collective_device(torch.device("cuda", 0)) == torch.device("cuda", 0)
+    with monkeypatch.context() as m:
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(RuntimeError, match="supports CUDA tensors only"):
+            _distributed.collective_device(torch.device("cpu"))
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "cpu:gloo,cuda:nccl")
+    assert _distributed.collective_device(torch.device("cpu")) == torch.device("cpu")
