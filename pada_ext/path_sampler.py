@@ -16,7 +16,7 @@ from . import _distributed, ops
 from ._flat_grads import FlatGrads, OffPathFilter, on_accumulate_hooks
 from ._transfer import HostCopy, to_device
 from .decisions import check_decisions, decisions_from
-from .schedules import ScheduleSpec, make_schedule
+from .schedules import ScheduleSpec, check_epoch, make_schedule
 
 # rule: (decay, restart every epoch)
 RULES = {
@@ -518,15 +518,7 @@ class PathSampler:
         with this epoch's delta and restarts the scores if the rule says so.
         Calling it again for the epoch already started changes nothing.
         Epochs count from 0: ``0 <= epoch < epochs``; others raise."""
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
-            raise TypeError(f"set_epoch: epoch must be an int, got {epoch!r}")
-        epoch = int(epoch)
-        if epoch < 0 or (self.epochs is not None and epoch >= self.epochs):
-            top = "" if self.epochs is None else f", {self.epochs}"
-            raise ValueError(
-                f"set_epoch: epoch {epoch} is out of range [0{top}) (epochs={self.epochs}; "
-                "epochs count from 0, as in range(epochs))"
-            )
+        epoch = check_epoch(epoch, self.epochs, "PathSampler.set_epoch")
         if epoch == self._applied_epoch:
             return
         self.epoch = epoch
@@ -582,16 +574,17 @@ class PathSampler:
     def state_dict(self) -> dict:
         return {
             "config": self._config(),
-            "scores": self.scores.cpu(),
-            "seen": self.seen.cpu(),
-            "count": self.count.cpu(),
+            # Copies: the live tables are updated in place (merges, records).
+            "scores": self.scores.detach().to("cpu", copy=True),
+            "seen": self.seen.detach().to("cpu", copy=True),
+            "count": self.count.detach().to("cpu", copy=True),
             "probs": self.probs.clone(),
             "pending": [c.wait().clone() for c in self._pending],
             "seed": self.seed,
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
             "applied_epoch": self._applied_epoch,
-            "skipped": self._skipped.cpu(),
+            "skipped": self._skipped.detach().to("cpu", copy=True),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -601,9 +594,9 @@ class PathSampler:
                 f"state_dict was saved by a PathSampler configured as "
                 f"{tuple(state['config'])}, this one is {mine}"
             )
-        self.scores = state["scores"].to(self.device)
-        self.seen = state["seen"].to(self.device)
-        self.count = state["count"].to(self.device)
+        self.scores = state["scores"].to(self.device, copy=True)
+        self.seen = state["seen"].to(self.device, copy=True)
+        self.count = state["count"].to(self.device, copy=True)
         self.probs = state["probs"].clone()
         self._pending = deque(HostCopy(t) for t in state.get("pending", []))
         self.seed = int(state["seed"])

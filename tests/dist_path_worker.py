@@ -30,5 +30,8 @@ def path_sampler_worker(rank, world, init_file, out_dir):
             {"paths": paths, "local": local, "probs": sampler.probabilities, "seed": sampler.seed},
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
+        # Both ranks done before teardown: gloo can abort a process whose peer
+        # destroys the group while its own threads still run.
+        dist.barrier()
     finally:
         dist.destroy_process_group()

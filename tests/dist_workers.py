@@ -28,6 +28,9 @@ def importance_sampler_worker(rank, world, init_file, out_dir):
             },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
+        # Both ranks done before teardown: gloo can abort a process whose peer
+        # destroys the group while its own threads still run.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -110,5 +113,6 @@ def collective_device_worker(rank, world, init_file, out_dir, backend):
             result["path_seed"] = paths.seed
             result["path_probs"] = paths.probabilities
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks done before teardown (see above)
     finally:
         dist.destroy_process_group()
