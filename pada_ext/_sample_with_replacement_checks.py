@@ -2,7 +2,7 @@
 kernels state them (csrc/common/checks.h): the Triton kernel, the reference
 and the fake kernels run these, so every backend raises the same exception
 with the same message. Change a rule here and in checks.h together
-(tests/test_sample_with_replacement.py compares the backends).
+(tests/test_sample_with_replacement_args.py compares the backends).
 """
 
 import math
@@ -11,26 +11,48 @@ import torch
 
 _OP = "sample_with_replacement"
 
+_TORCH_CHECKS = {
+    RuntimeError: torch._check,
+    ValueError: torch._check_value,
+    TypeError: torch._check_type,
+    IndexError: torch._check_index,
+}
+
+
+def _check(kind, cond, message):
+    """Raises kind(message()) unless cond. A plain bool is tested here, so that
+    torch.compile traces the check; a symbolic one (a fake kernel under dynamic
+    shapes) goes to torch._check_*, which records it."""
+    if isinstance(cond, bool):
+        if not cond:
+            raise kind(message())
+    else:
+        _TORCH_CHECKS[kind](cond, message)
+
 
 def check_args(weights, num_samples, seed):
-    """check_sample_with_replacement_args; torch._check_* so that fakes run it too."""
-    torch._check_value(
+    """check_sample_with_replacement_args (the fakes run it too)."""
+    _check(
+        ValueError,
         weights.dim() == 1,
         lambda: f"{_OP}: weights must be 1-D, got shape {list(weights.shape)}",
     )
-    torch._check_value(weights.numel() > 0, lambda: f"{_OP}: weights is empty")
-    torch._check_type(
+    _check(ValueError, weights.numel() > 0, lambda: f"{_OP}: weights is empty")
+    _check(
+        TypeError,
         weights.dtype in (torch.float32, torch.float64),
         lambda: f"{_OP}: weights must be float32 or float64, got {weights.dtype}",
     )
-    torch._check_value(
-        num_samples >= 0, lambda: f"{_OP}: num_samples must be >= 0, got {num_samples}"
+    _check(
+        ValueError, num_samples >= 0, lambda: f"{_OP}: num_samples must be >= 0, got {num_samples}"
     )
-    torch._check_value(
+    _check(
+        ValueError,
         seed.numel() == 1 and seed.dtype == torch.int64,
         lambda: f"{_OP}: seed must be a one-element int64 tensor",
     )
-    torch._check(
+    _check(
+        RuntimeError,
         seed.device == weights.device,
         lambda: f"{_OP}: seed must be on the weights' device ({weights.device}), got {seed.device}",
     )

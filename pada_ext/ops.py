@@ -272,7 +272,7 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
         # every backend (the Triton one could not run on CPU tensors).
         if backend not in _dispatch.BACKENDS:
             _dispatch.resolve_backend(op, backend, group_index.device)  # raises
-        return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared)
+        return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared, values)
     device = tensors[0].device if tensors else group_index.device
     backend = _dispatch.resolve_backend(op, backend, device)
     if backend == "native":
@@ -281,7 +281,7 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
 
         return torch.ops.pada_triton.grouped_grad_norm(tensors, group_index, num_groups, squared)
-    return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared)
+    return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared, values)
 
 
 def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
@@ -295,7 +295,7 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
     """
     op = "grouped_sq_norm_accumulate_"
     tensors = _tensor_list(op, tensors)
-    group_index, _ = _as_index(op, "group_index", group_index)
+    group_index, values = _as_index(op, "group_index", group_index)
     _tensor_arg(op, "table", table)
     _ggn_checks.check_accumulate_no_grad(op, tensors, table)  # custom ops see no grad mode
     backend = _dispatch.resolve_backend(op, backend, table.device)
@@ -307,7 +307,7 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
 
         torch.ops.pada_triton.grouped_sq_norm_accumulate_(tensors, group_index, table)
         return table
-    return _ggn_reference.grouped_sq_norm_accumulate_(tensors, group_index, table)
+    return _ggn_reference.grouped_sq_norm_accumulate_(tensors, group_index, table, values)
 
 
 def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=False, backend=None):
@@ -322,8 +322,8 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     """
     op = "segment_grad_norm"
     _tensor_arg(op, "flat", flat)
-    offsets, _ = _as_index(op, "offsets", offsets)
-    group_of_segment, _ = _as_index(op, "group_of_segment", group_of_segment)
+    offsets, off_values = _as_index(op, "offsets", offsets)
+    group_of_segment, group_values = _as_index(op, "group_of_segment", group_of_segment)
     num_groups = _int_arg(op, "num_groups", num_groups)
     squared = _bool_arg(op, "squared", squared)
     _ggn_checks.check_no_grad(op, "flat", flat)  # custom ops see no grad mode
@@ -338,7 +338,9 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
         return torch.ops.pada_triton.segment_grad_norm(
             flat, offsets, group_of_segment, num_groups, squared
         )
-    return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)
+    return _ggn_reference.segment_grad_norm(
+        flat, offsets, group_of_segment, num_groups, squared, (off_values, group_values)
+    )
 
 
 _XENT = "cross_entropy_with_grad_norm"

@@ -233,3 +233,22 @@ def test_fake_kernels_raise_like_the_compiled_ones(case_id):
     with FakeTensorMode(), pytest.raises(Exception) as fake:
         call()  # the tensors are made (fake) inside the mode
     assert (fake.type, str(fake.value)) == (eager.type, str(eager.value))
+
+
+def test_reference_compiles_fullgraph():
+    # The checks read list indices as given, not tensor data: dynamo traces
+    # the reference (and the wrappers) in one graph.
+    ts = [torch.randn(3), torch.randn(40)]
+    flat = torch.randn(100)
+
+    @torch.compile(fullgraph=True, backend="aot_eager")
+    def f(ts, flat):
+        table = torch.zeros(2)
+        ops.grouped_sq_norm_accumulate_(ts, [0, 1], table, backend="reference")
+        seg = ops.segment_grad_norm(flat, [0, 10, 99], [1, 0], 2, backend="reference")
+        return ops.grouped_grad_norm(ts, [1, 0], 2, backend="reference"), table, seg
+
+    norms, table, seg = f(ts, flat)
+    torch.testing.assert_close(norms, ops.grouped_grad_norm(ts, [1, 0], 2))
+    torch.testing.assert_close(table, ops.grouped_grad_norm(ts, [0, 1], 2, squared=True))
+    torch.testing.assert_close(seg, ops.segment_grad_norm(flat, [0, 10, 99], [1, 0], 2))
