@@ -252,3 +252,27 @@ def test_reference_compiles_fullgraph():
     torch.testing.assert_close(norms, ops.grouped_grad_norm(ts, [1, 0], 2))
     torch.testing.assert_close(table, ops.grouped_grad_norm(ts, [0, 1], 2, squared=True))
     torch.testing.assert_close(seg, ops.segment_grad_norm(flat, [0, 10, 99], [1, 0], 2))
+
+
+@pytest.mark.skipif(not triton_usable() or HAS_CUDA, reason="Triton on CPU tensors: interpreted")
+def test_raw_triton_ops_check_like_the_compiled_ones():
+    # The rules live in the ops, not in the wrappers: calling the Triton op
+    # directly cannot skip them.
+    from pada_ext.triton import grouped_grad_norm  # noqa: F401
+
+    gi = torch.tensor([0, 3])
+    ts = [torch.ones(3), torch.ones(2)]
+    cases = [
+        (GGN, (ts, gi, 2, False)),
+        (GGN, ([ts[0], ts[1].double()], torch.tensor([0, 0]), 1, False)),
+        (ACC, (ts, gi, torch.zeros(2))),
+        (ACC, (ts, torch.tensor([0, 0]), torch.zeros(2, 1))),
+        (SEG, (torch.ones(5), torch.tensor([0, 3, 2]), torch.tensor([0, 0]), 1, False)),
+        (SEG, (torch.ones(5), torch.tensor([0, 6]), torch.tensor([0]), 1, False)),
+    ]
+    for name, args in cases:
+        with pytest.raises(Exception) as want:
+            getattr(torch.ops.pada, name)(*args)
+        with pytest.raises(Exception) as got:
+            getattr(torch.ops.pada_triton, name)(*args)
+        assert (got.type, str(got.value)) == (want.type, str(want.value)), name
