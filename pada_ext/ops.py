@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-from . import _dispatch
+from . import _args, _dispatch
 from . import _grouped_grad_norm_checks as _ggn_checks
 from .reference import cross_entropy_with_grad_norm as _xent_reference
 from .reference import grouped_grad_norm as _ggn_reference
@@ -29,31 +29,11 @@ __all__ = [
 ]
 
 
-_INT64 = (-(2**63), 2**63)
-
-
-def _int_arg(op, name, value):
-    """An int argument as the ops take it (int64); SymInts pass through."""
-    if isinstance(value, torch.SymInt):
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int, got {value!r} ({type(value).__name__})")
-    if not _INT64[0] <= value < _INT64[1]:
-        raise ValueError(f"{op}: {name} = {value} does not fit in int64")
-    return int(value)
-
-
-def _tensor_arg(op, name, value):
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a Tensor, got {type(value).__name__}")
-    return value
-
-
 def _normalise_sample_args(weights, num_samples, generator):
     """Python-level types only; the tensor rules are the op's (every backend's)."""
     op = "sample_with_replacement"
-    _tensor_arg(op, "weights", weights)
-    num_samples = _int_arg(op, "num_samples", num_samples)
+    _args.tensor_arg(op, "weights", weights)
+    num_samples = _args.int_arg(op, "num_samples", num_samples)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"{op}: generator must be a torch.Generator or None, got {generator!r} "
@@ -171,60 +151,6 @@ def importance_update_(
         torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))
 
 
-def _tensor_list(op, tensors):
-    """`tensors` as a list of Tensors, naming the first entry that is not one."""
-    if isinstance(tensors, torch.Tensor):
-        raise TypeError(
-            f"{op}: tensors must be a list or tuple of Tensors, got a Tensor (pass [t] for one)"
-        )
-    try:
-        tensors = list(tensors)
-    except TypeError:
-        raise TypeError(
-            f"{op}: tensors must be a list or tuple of Tensors, got {type(tensors).__name__}"
-        ) from None
-    for i, t in enumerate(tensors):
-        if t is None:
-            raise TypeError(
-                f"{op}: tensors[{i}] is None (a parameter that got no gradient?); leave such "
-                "entries out, with their group indices, e.g. "
-                "[p.grad for p in params if p.grad is not None]"
-            )
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{op}: tensors[{i}] must be a Tensor, got {type(t).__name__}")
-    return tensors
-
-
-def _as_index(op, name, index):
-    """An index argument as the CPU int64 tensor the kernels read on the host,
-    and its values when given as a list (so that torch.compile need not read a
-    tensor's data while tracing)."""
-    if isinstance(index, torch.Tensor):
-        if index.device.type != "cpu":
-            index = index.cpu()  # a host sync; keep group indices on the CPU to avoid it
-        return index, None
-    try:
-        values = list(index)
-    except TypeError:
-        raise TypeError(
-            f"{op}: {name} must be a CPU int64 tensor or a list of ints, got {type(index).__name__}"
-        ) from None
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, torch.SymInt)):
-            # Floats would be truncated silently by torch.tensor(..., dtype=int64).
-            raise TypeError(f"{op}: {name}[{i}] must be an int, got {v!r} ({type(v).__name__})")
-        if isinstance(v, numbers.Integral) and not _INT64[0] <= v < _INT64[1]:
-            raise ValueError(f"{op}: {name}[{i}] = {v} does not fit in int64")
-    values = [v if isinstance(v, torch.SymInt) else int(v) for v in values]
-    return torch.tensor(values, dtype=torch.int64), values
-
-
-def _bool_arg(op, name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be a bool, got {value!r} ({type(value).__name__})")
-    return value
-
-
 def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backend=None):
     """Per-group L2 norms of many tensors (e.g. the gradients of a path's ops).
 
@@ -263,10 +189,10 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
         RuntimeError: tensors on different devices.
     """
     op = "grouped_grad_norm"
-    tensors = _tensor_list(op, tensors)
-    group_index, values = _as_index(op, "group_index", group_index)
-    num_groups = _int_arg(op, "num_groups", num_groups)
-    squared = _bool_arg(op, "squared", squared)
+    tensors = _args.tensor_list(op, tensors)
+    group_index, values = _args.index_arg(op, "group_index", group_index)
+    num_groups = _args.int_arg(op, "num_groups", num_groups)
+    squared = _args.bool_arg(op, "squared", squared)
     if not tensors and backend not in ("native", None, "auto"):
         # Nothing to launch, and no device to launch on: zeros on the CPU for
         # every backend (the Triton one could not run on CPU tensors).
@@ -294,9 +220,9 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
     ``grouped_grad_norm(..., squared=True)`` for a differentiable sum.
     """
     op = "grouped_sq_norm_accumulate_"
-    tensors = _tensor_list(op, tensors)
-    group_index, values = _as_index(op, "group_index", group_index)
-    _tensor_arg(op, "table", table)
+    tensors = _args.tensor_list(op, tensors)
+    group_index, values = _args.index_arg(op, "group_index", group_index)
+    _args.tensor_arg(op, "table", table)
     _ggn_checks.check_accumulate_no_grad(op, tensors, table)  # custom ops see no grad mode
     backend = _dispatch.resolve_backend(op, backend, table.device)
     if backend == "native":
@@ -321,11 +247,11 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     mode); :func:`grouped_grad_norm` over the segments is.
     """
     op = "segment_grad_norm"
-    _tensor_arg(op, "flat", flat)
-    offsets, off_values = _as_index(op, "offsets", offsets)
-    group_of_segment, group_values = _as_index(op, "group_of_segment", group_of_segment)
-    num_groups = _int_arg(op, "num_groups", num_groups)
-    squared = _bool_arg(op, "squared", squared)
+    _args.tensor_arg(op, "flat", flat)
+    offsets, off_values = _args.index_arg(op, "offsets", offsets)
+    group_of_segment, group_values = _args.index_arg(op, "group_of_segment", group_of_segment)
+    num_groups = _args.int_arg(op, "num_groups", num_groups)
+    squared = _args.bool_arg(op, "squared", squared)
     _ggn_checks.check_no_grad(op, "flat", flat)  # custom ops see no grad mode
     backend = _dispatch.resolve_backend(op, backend, flat.device)
     if backend == "native":
