@@ -3,11 +3,14 @@ torch.compile and torch.export can trace through them without running them."""
 
 import torch
 
+from . import _grouped_grad_norm_autograd  # noqa: F401  (registers the gradient)
+from . import _grouped_grad_norm_checks as _ggn_checks
+from . import _sample_with_replacement_checks as _swr_checks
+
 
 @torch.library.register_fake("pada::sample_with_replacement")
 def _sample_with_replacement_fake(weights, num_samples, seed):
-    torch._check(weights.dim() == 1, lambda: "weights must be 1-D")
-    torch._check(num_samples >= 0, lambda: "num_samples must be >= 0")
+    _swr_checks.check_args(weights, num_samples, seed)  # the kernels' rules
     return weights.new_empty((num_samples,), dtype=torch.int64)
 
 
@@ -17,34 +20,24 @@ def _importance_update_fake(scores, visited, status, index, values, decay):
     return None
 
 
-def _grouped_device(tensors, group_index):
-    for i, t in enumerate(tensors):
-        if t.device != tensors[0].device:
-            raise RuntimeError(
-                f"all tensors must be on one device; tensors[{i}] is on {t.device} "
-                f"but tensors[0] is on {tensors[0].device}"
-            )
-    return tensors[0].device if tensors else group_index.device
-
-
+# The kernels' rules, less those that read index values (a fake has none).
 @torch.library.register_fake("pada::grouped_grad_norm")
 def _grouped_grad_norm_fake(tensors, group_index, num_groups, squared=False):
-    torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
-    torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
-    device = _grouped_device(tensors, group_index)
+    _ggn_checks.check_tensors("grouped_grad_norm", tensors, group_index, num_groups, None)
+    device = tensors[0].device if tensors else group_index.device
     return torch.empty((num_groups,), dtype=torch.float32, device=device)
 
 
 @torch.library.register_fake("pada::grouped_sq_norm_accumulate_")
 def _grouped_sq_norm_accumulate_fake(tensors, group_index, table):
-    torch._check(group_index.numel() == len(tensors), lambda: "one group index per tensor")
-    _grouped_device(tensors, group_index)
-    torch._check(table.dtype == torch.float32, lambda: "table must be float32")
+    _ggn_checks.check_accumulate("grouped_sq_norm_accumulate_", tensors, group_index, table, None)
 
 
 @torch.library.register_fake("pada::segment_grad_norm")
 def _segment_grad_norm_fake(flat, offsets, group_of_segment, num_groups, squared=False):
-    torch._check(num_groups >= 0, lambda: "num_groups must be >= 0")
+    _ggn_checks.check_segments(
+        "segment_grad_norm", flat, offsets, group_of_segment, num_groups, None
+    )
     return flat.new_empty((num_groups,), dtype=torch.float32)
 
 

@@ -12,8 +12,9 @@ import numbers
 
 import torch
 
+from . import _args, _dispatch
 from . import _cross_entropy_composite as _xent_composite
-from . import _dispatch
+from . import _grouped_grad_norm_checks as _ggn_checks
 from .reference import cross_entropy_with_grad_norm as _xent_reference
 from .reference import grouped_grad_norm as _ggn_reference
 from .reference import importance_update as _iu_reference
@@ -29,23 +30,17 @@ __all__ = [
 ]
 
 
-def _check_sample_args(weights, num_samples):
-    if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"sample_with_replacement: weights must be a Tensor, got {type(weights)}")
-    if weights.dim() != 1:
-        raise ValueError(
-            f"sample_with_replacement: weights must be 1-D, got shape {tuple(weights.shape)}"
-        )
-    if weights.numel() == 0:
-        raise ValueError("sample_with_replacement: weights is empty")
-    if weights.dtype not in (torch.float32, torch.float64):
+def _normalise_sample_args(weights, num_samples, generator):
+    """Python-level types only; the tensor rules are the op's (every backend's)."""
+    op = "sample_with_replacement"
+    _args.tensor_arg(op, "weights", weights)
+    num_samples = _args.int_arg(op, "num_samples", num_samples)
+    if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
-            f"sample_with_replacement: weights must be float32 or float64, got {weights.dtype}"
+            f"{op}: generator must be a torch.Generator or None, got {generator!r} "
+            f"({type(generator).__name__})"
         )
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise TypeError(f"sample_with_replacement: num_samples must be an int, got {num_samples!r}")
-    if num_samples < 0:
-        raise ValueError(f"sample_with_replacement: num_samples must be >= 0, got {num_samples}")
+    return num_samples
 
 
 def sample_with_replacement(
@@ -71,13 +66,17 @@ def sample_with_replacement(
     ``torch.Tag.cudagraph_unsafe`` where torch has that tag, so torch.compile's
     cudagraph trees leave it out of their graphs.
 
+    Every backend checks the arguments by the same rules, with the same messages.
+
     Raises:
         ValueError: negative, NaN or infinite weights (naming the first such
-            index), all-zero, empty or non-1-D weights, negative num_samples.
-        TypeError: weights of another dtype.
+            index), all-zero, empty or non-1-D weights, negative num_samples
+            (or one beyond int64).
+        TypeError: weights of another dtype or not a Tensor, num_samples not
+            an int (floats and bools included), generator not a torch.Generator.
         RuntimeError: called while a CUDA graph is being captured.
     """
-    _check_sample_args(weights, num_samples)
+    num_samples = _normalise_sample_args(weights, num_samples, generator)
     backend = _dispatch.resolve_backend("sample_with_replacement", backend, weights.device)
     seed = _dispatch.draw_seed(generator, weights.device)
     if backend == "reference":
@@ -215,55 +214,6 @@ def importance_update_(
         torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))
 
 
-_NORM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def _as_index(name, index):
-    """An index argument as the CPU int64 tensor the kernels read on the host."""
-    if not isinstance(index, torch.Tensor):
-        return torch.tensor(list(index), dtype=torch.int64)
-    if index.device.type != "cpu":
-        return index.cpu()  # a host sync; keep group indices on the CPU to avoid it
-    return index
-
-
-def _index_list(given, index):
-    """The values of an index argument: from the list itself when one was given,
-    so that torch.compile need not read a tensor's data while tracing."""
-    return index.tolist() if isinstance(given, torch.Tensor) else [int(v) for v in given]
-
-
-def _check_grouped_args(op, tensors, group_index, num_groups, groups=None):
-    """The compiled kernels' checks, for the backends that have none of their own."""
-    if num_groups < 0:
-        raise ValueError(f"{op}: num_groups must be >= 0, got {num_groups}")
-    if group_index.dtype != torch.int64:
-        raise TypeError(f"{op}: group_index must be int64, got {group_index.dtype}")
-    if group_index.dim() != 1 or group_index.numel() != len(tensors):
-        raise ValueError(
-            f"{op}: group_index must be 1-D with {len(tensors)} entries, "
-            f"got shape {tuple(group_index.shape)}"
-        )
-    if groups is None:
-        groups = group_index.tolist()
-    for i, t in enumerate(tensors):
-        if t.device != tensors[0].device:
-            raise RuntimeError(
-                f"{op}: all tensors must be on one device; tensors[{i}] is on {t.device} "
-                f"but tensors[0] is on {tensors[0].device}"
-            )
-        if t.dtype not in _NORM_DTYPES:
-            raise TypeError(
-                f"{op}: tensors[{i}] has dtype {t.dtype}; supported are float32, float16 "
-                "and bfloat16"
-            )
-        if not 0 <= groups[i] < num_groups:
-            raise IndexError(
-                f"{op}: group_index[{i}] = {groups[i]} (for tensors[{i}]) is out of range "
-                f"for num_groups = {num_groups}"
-            )
-
-
 def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backend=None):
     """Per-group L2 norms of many tensors (e.g. the gradients of a path's ops).
 
@@ -274,10 +224,14 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     can be captured in a CUDA graph (replays read the same tensors' new
     values); the Triton ones refuse capture.
 
+    Differentiable on every backend: the gradient w.r.t. a tensor t of group
+    g is ``t / out[g]`` (0 where ``out[g]`` is 0, as for
+    ``torch.linalg.vector_norm``), ``2 t`` with ``squared``; in t's dtype.
+
     Args:
-        tensors: sequence of tensors on one device, any shapes and strides
+        tensors: list or tuple of tensors on one device, any shapes and strides
             (dense tensors in any dimension order are read in place; others
-            are copied).
+            are copied). No None entries (leave out parameters without a grad).
         group_index: group of each tensor: a CPU int64 tensor or a list of
             ints. A CUDA tensor is copied to the host (a sync).
         num_groups: length of the result (>= 0); empty groups give 0.
@@ -288,32 +242,35 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
         float32 tensor of shape [num_groups] on the tensors' device (CPU for
         an empty list).
 
+    Every backend checks the arguments by the same rules, with the same messages.
+
     Raises:
         IndexError: a group index out of range (naming the tensor position).
         ValueError: num_groups < 0, or group_index of the wrong length.
-        TypeError: an unsupported dtype.
+        TypeError: an unsupported dtype; a None or non-Tensor entry in
+            `tensors` (naming its position), a float or bool group index.
         RuntimeError: tensors on different devices.
     """
     op = "grouped_grad_norm"
-    tensors = list(tensors)
-    given, group_index = group_index, _as_index("group_index", group_index)
+    tensors = _args.tensor_list(op, tensors)
+    group_index, values = _args.index_arg(op, "group_index", group_index)
+    num_groups = _args.int_arg(op, "num_groups", num_groups)
+    squared = _args.bool_arg(op, "squared", squared)
     if not tensors and backend not in ("native", None, "auto"):
         # Nothing to launch, and no device to launch on: zeros on the CPU for
         # every backend (the Triton one could not run on CPU tensors).
         if backend not in _dispatch.BACKENDS:
             _dispatch.resolve_backend(op, backend, group_index.device)  # raises
-        _check_grouped_args(op, tensors, group_index, num_groups, _index_list(given, group_index))
-        return torch.zeros(num_groups, dtype=torch.float32)
+        return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared, values)
     device = tensors[0].device if tensors else group_index.device
     backend = _dispatch.resolve_backend(op, backend, device)
     if backend == "native":
         return torch.ops.pada.grouped_grad_norm.default(tensors, group_index, num_groups, squared)
-    _check_grouped_args(op, tensors, group_index, num_groups, _index_list(given, group_index))
     if backend == "triton":
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
 
         return torch.ops.pada_triton.grouped_grad_norm(tensors, group_index, num_groups, squared)
-    return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared)
+    return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared, values)
 
 
 def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
@@ -321,22 +278,25 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
 
     `table` is a contiguous 1-D float32 tensor on the tensors' device; its
     length is the number of groups. Returns `table`. Arguments and errors as
-    in :func:`grouped_grad_norm`.
+    in :func:`grouped_grad_norm`. Not differentiable: raises RuntimeError if a
+    tensor or the table requires grad (in grad mode); use
+    ``grouped_grad_norm(..., squared=True)`` for a differentiable sum.
     """
     op = "grouped_sq_norm_accumulate_"
-    tensors = list(tensors)
-    given, group_index = group_index, _as_index("group_index", group_index)
+    tensors = _args.tensor_list(op, tensors)
+    group_index, values = _args.index_arg(op, "group_index", group_index)
+    _args.tensor_arg(op, "table", table)
+    _ggn_checks.check_accumulate_no_grad(op, tensors, table)  # custom ops see no grad mode
     backend = _dispatch.resolve_backend(op, backend, table.device)
     if backend == "native":
         torch.ops.pada.grouped_sq_norm_accumulate_.default(tensors, group_index, table)
         return table
-    _check_grouped_args(op, tensors, group_index, table.numel(), _index_list(given, group_index))
     if backend == "triton":
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
 
         torch.ops.pada_triton.grouped_sq_norm_accumulate_(tensors, group_index, table)
         return table
-    return _ggn_reference.grouped_sq_norm_accumulate_(tensors, group_index, table)
+    return _ggn_reference.grouped_sq_norm_accumulate_(tensors, group_index, table, values)
 
 
 def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=False, backend=None):
@@ -346,64 +306,30 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     tensor list to walk. `offsets` (S + 1 entries, non-decreasing) and
     `group_of_segment` (S entries) are CPU int64 tensors or lists of ints.
     All three backends serve it (Triton where no CUDA kernel was built).
+    Not differentiable: raises RuntimeError if `flat` requires grad (in grad
+    mode); :func:`grouped_grad_norm` over the segments is.
     """
     op = "segment_grad_norm"
-    given = (offsets, group_of_segment)
-    offsets = _as_index("offsets", offsets)
-    group_of_segment = _as_index("group_of_segment", group_of_segment)
+    _args.tensor_arg(op, "flat", flat)
+    offsets, off_values = _args.index_arg(op, "offsets", offsets)
+    group_of_segment, group_values = _args.index_arg(op, "group_of_segment", group_of_segment)
+    num_groups = _args.int_arg(op, "num_groups", num_groups)
+    squared = _args.bool_arg(op, "squared", squared)
+    _ggn_checks.check_no_grad(op, "flat", flat)  # custom ops see no grad mode
     backend = _dispatch.resolve_backend(op, backend, flat.device)
     if backend == "native":
         return torch.ops.pada.segment_grad_norm.default(
             flat, offsets, group_of_segment, num_groups, squared
         )
-    values = (_index_list(given[0], offsets), _index_list(given[1], group_of_segment))
-    _check_segment_args(op, flat, offsets, group_of_segment, num_groups, values)
     if backend == "triton":
         from .triton import grouped_grad_norm as _ggn_triton  # noqa: F401
 
         return torch.ops.pada_triton.segment_grad_norm(
             flat, offsets, group_of_segment, num_groups, squared
         )
-    return _ggn_reference.segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared)
-
-
-def _check_segment_args(op, flat, offsets, group_of_segment, num_groups, values):
-    """The compiled kernel's checks (csrc/cpu/grouped_grad_norm.cpp), for the other backends."""
-    if num_groups < 0:
-        raise ValueError(f"{op}: num_groups must be >= 0, got {num_groups}")
-    if flat.dtype not in _NORM_DTYPES:
-        raise TypeError(
-            f"{op}: flat has dtype {flat.dtype}; supported are float32, float16 and bfloat16"
-        )
-    if flat.dim() != 1 or not flat.is_contiguous():
-        raise ValueError(
-            f"{op}: flat must be a contiguous 1-D tensor, got shape {tuple(flat.shape)}"
-        )
-    s = group_of_segment.numel()
-    for name, t, n in (("offsets", offsets, s + 1), ("group_of_segment", group_of_segment, s)):
-        if t.dtype != torch.int64:
-            raise TypeError(f"{op}: {name} must be int64, got {t.dtype}")
-        if t.dim() != 1 or t.numel() != n:
-            raise ValueError(
-                f"{op}: {name} must be 1-D with {n} entries, got shape {tuple(t.shape)}"
-            )
-    off, grp = values
-    if off[0] < 0 or off[-1] > flat.numel():
-        raise IndexError(
-            f"{op}: offsets must lie in [0, {flat.numel()}], got offsets[0] = {off[0]}, "
-            f"offsets[{s}] = {off[-1]}"
-        )
-    for i in range(s):
-        if off[i + 1] < off[i]:
-            raise ValueError(
-                f"{op}: offsets must be non-decreasing, but offsets[{i + 1}] = {off[i + 1]} "
-                f"< offsets[{i}] = {off[i]}"
-            )
-        if not 0 <= grp[i] < num_groups:
-            raise IndexError(
-                f"{op}: group_of_segment[{i}] = {grp[i]} is out of range for "
-                f"num_groups = {num_groups}"
-            )
+    return _ggn_reference.segment_grad_norm(
+        flat, offsets, group_of_segment, num_groups, squared, (off_values, group_values)
+    )
 
 
 _XENT = "cross_entropy_with_grad_norm"

@@ -4,16 +4,54 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cmath>
+#include <string>
+
 namespace pada {
 
+// A dtype as Python prints it ("torch.float32"), so that the compiled kernels'
+// messages are those of the Python checks of the other backends.
+inline std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return "torch.float32";
+    case at::kDouble:
+      return "torch.float64";
+    case at::kHalf:
+      return "torch.float16";
+    case at::kBFloat16:
+      return "torch.bfloat16";
+    case at::kLong:
+      return "torch.int64";
+    case at::kInt:
+      return "torch.int32";
+    case at::kShort:
+      return "torch.int16";
+    case at::kChar:
+      return "torch.int8";
+    case at::kByte:
+      return "torch.uint8";
+    case at::kBool:
+      return "torch.bool";
+    case at::kComplexFloat:
+      return "torch.complex64";
+    case at::kComplexDouble:
+      return "torch.complex128";
+    default:
+      return std::string("torch.") + c10::toString(t);
+  }
+}
+
+// The rules of pada_ext/_sample_with_replacement_checks.py (the other
+// backends' copy): change both together.
 inline void check_sample_with_replacement_args(const at::Tensor& weights, int64_t num_samples,
                                                const at::Tensor& seed) {
-  TORCH_CHECK_VALUE(weights.dim() == 1, "sample_with_replacement: weights must be 1-D, got ",
-                    weights.dim(), " dimensions");
+  TORCH_CHECK_VALUE(weights.dim() == 1, "sample_with_replacement: weights must be 1-D, got shape ",
+                    weights.sizes());
   TORCH_CHECK_VALUE(weights.numel() > 0, "sample_with_replacement: weights is empty");
   TORCH_CHECK_TYPE(weights.scalar_type() == at::kFloat || weights.scalar_type() == at::kDouble,
                    "sample_with_replacement: weights must be float32 or float64, got ",
-                   weights.scalar_type());
+                   dtype_name(weights.scalar_type()));
   TORCH_CHECK_VALUE(num_samples >= 0, "sample_with_replacement: num_samples must be >= 0, got ",
                     num_samples);
   TORCH_CHECK_VALUE(seed.numel() == 1 && seed.scalar_type() == at::kLong,

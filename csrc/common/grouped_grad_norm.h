@@ -241,6 +241,7 @@ PADA_HD float finish_value(double total, float previous, int finish) {
 // arguments (the errors users see come from here).
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
 namespace pada {
@@ -265,6 +266,13 @@ Plan plan_segments(const char* op, const at::Tensor& flat, const at::Tensor& off
 
 // Checks that `table` can receive the group sums of a plan on `device`.
 void check_table(const char* op, const at::Tensor& table, const at::Device& device);
+
+// The non-differentiable ops refuse inputs that require grad (in grad mode),
+// rather than return results that silently have no gradient.
+void check_no_grad(const char* op, const std::string& name, const at::Tensor& t);
+
+// No tensor (nor the table) may require grad, then check_table.
+void check_accumulate_args(const char* op, at::TensorList tensors, const at::Tensor& table);
 
 }  // namespace gnorm
 }  // namespace pada

@@ -8,11 +8,15 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
+
+#include "../common/checks.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -42,7 +46,7 @@ bool dtype_code(at::ScalarType t, int64_t* code) {
 
 void check_index_tensor(const char* op, const char* name, const at::Tensor& t, int64_t len) {
   TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, op, ": ", name, " must be int64, got ",
-                   t.scalar_type());
+                   dtype_name(t.scalar_type()));
   TORCH_CHECK_VALUE(t.device().is_cpu(), op, ": ", name,
                     " must be a CPU tensor (it is read on the host), got ", t.device());
   TORCH_CHECK_VALUE(t.dim() == 1 && t.numel() == len, op, ": ", name, " must be 1-D with ", len,
@@ -88,7 +92,7 @@ Plan plan_tensors(const char* op, at::TensorList tensors, const at::Tensor& grou
                 "] is on ", t.device(), " but tensors[0] is on ", plan.device);
     int64_t code = 0;
     TORCH_CHECK_TYPE(dtype_code(t.scalar_type(), &code), op, ": tensors[", i, "] has dtype ",
-                     t.scalar_type(), "; supported are float32, float16 and bfloat16");
+                     dtype_name(t.scalar_type()), "; supported are float32, float16 and bfloat16");
     const int64_t g = groups[i];
     TORCH_CHECK_INDEX(g >= 0 && g < num_groups, op, ": group_index[", i, "] = ", g,
                       " (for tensors[", i, "]) is out of range for num_groups = ", num_groups);
@@ -115,7 +119,7 @@ Plan plan_segments(const char* op, const at::Tensor& flat, const at::Tensor& off
   TORCH_CHECK_VALUE(num_groups >= 0, op, ": num_groups must be >= 0, got ", num_groups);
   int64_t code = 0;
   TORCH_CHECK_TYPE(dtype_code(flat.scalar_type(), &code), op, ": flat has dtype ",
-                   flat.scalar_type(), "; supported are float32, float16 and bfloat16");
+                   dtype_name(flat.scalar_type()), "; supported are float32, float16 and bfloat16");
   TORCH_CHECK_VALUE(flat.dim() == 1 && flat.is_contiguous(), op,
                     ": flat must be a contiguous 1-D tensor, got shape ", flat.sizes());
   const int64_t s = group_of_segment.numel();
@@ -144,11 +148,25 @@ Plan plan_segments(const char* op, const at::Tensor& flat, const at::Tensor& off
 
 void check_table(const char* op, const at::Tensor& table, const at::Device& device) {
   TORCH_CHECK_TYPE(table.scalar_type() == at::kFloat, op, ": table must be float32, got ",
-                   table.scalar_type());
+                   dtype_name(table.scalar_type()));
   TORCH_CHECK_VALUE(table.dim() == 1 && table.is_contiguous(), op,
                     ": table must be a contiguous 1-D tensor, got shape ", table.sizes());
   TORCH_CHECK(table.device() == device, op, ": table is on ", table.device(),
               " but the tensors are on ", device);
+}
+
+void check_no_grad(const char* op, const std::string& name, const at::Tensor& t) {
+  TORCH_CHECK(!(at::GradMode::is_enabled() && t.requires_grad()), op,
+              " is not differentiable, but ", name,
+              " requires grad: detach it or call it under torch.no_grad() "
+              "(grouped_grad_norm is differentiable)");
+}
+
+void check_accumulate_args(const char* op, at::TensorList tensors, const at::Tensor& table) {
+  for (size_t i = 0; i < tensors.size(); ++i)
+    check_no_grad(op, "tensors[" + std::to_string(i) + "]", tensors[i]);
+  check_no_grad(op, "table", table);
+  check_table(op, table, tensors.empty() ? table.device() : tensors[0].device());
 }
 
 namespace {
@@ -273,7 +291,7 @@ at::Tensor grouped_grad_norm_cpu(at::TensorList tensors, const at::Tensor& group
 void grouped_sq_norm_accumulate_cpu(at::TensorList tensors, const at::Tensor& group_index,
                                     const at::Tensor& table) {
   const char* op = "grouped_sq_norm_accumulate_";
-  check_table(op, table, tensors.empty() ? table.device() : tensors[0].device());
+  check_accumulate_args(op, tensors, table);
   const Plan plan = plan_tensors(op, tensors, group_index, table.numel());
   run_plan(plan, kAccumulate, table.data_ptr<float>());
 }
@@ -281,6 +299,7 @@ void grouped_sq_norm_accumulate_cpu(at::TensorList tensors, const at::Tensor& gr
 at::Tensor segment_grad_norm_cpu(const at::Tensor& flat, const at::Tensor& offsets,
                                  const at::Tensor& group_of_segment, int64_t num_groups,
                                  bool squared) {
+  check_no_grad("segment_grad_norm", "flat", flat);
   const Plan plan = plan_segments("segment_grad_norm", flat, offsets, group_of_segment, num_groups);
   at::Tensor out = at::empty({num_groups}, flat.options().dtype(at::kFloat));
   run_plan(plan, squared ? kSquared : kNorm, out.data_ptr<float>());

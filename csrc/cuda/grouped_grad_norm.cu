@@ -104,7 +104,7 @@ at::Tensor grouped_grad_norm_cuda(at::TensorList tensors, const at::Tensor& grou
 void grouped_sq_norm_accumulate_cuda(at::TensorList tensors, const at::Tensor& group_index,
                                      const at::Tensor& table) {
   const char* op = "grouped_sq_norm_accumulate_";
-  check_table(op, table, tensors.empty() ? table.device() : tensors[0].device());
+  check_accumulate_args(op, tensors, table);
   const Plan plan = plan_tensors(op, tensors, group_index, table.numel());
   const c10::cuda::CUDAGuard guard(table.device());
   run_plan_cuda(plan, table.device(), kAccumulate, table.data_ptr<float>());
@@ -113,6 +113,7 @@ void grouped_sq_norm_accumulate_cuda(at::TensorList tensors, const at::Tensor& g
 at::Tensor segment_grad_norm_cuda(const at::Tensor& flat, const at::Tensor& offsets,
                                   const at::Tensor& group_of_segment, int64_t num_groups,
                                   bool squared) {
+  check_no_grad("segment_grad_norm", "flat", flat);
   const Plan plan = plan_segments("segment_grad_norm", flat, offsets, group_of_segment, num_groups);
   const c10::cuda::CUDAGuard guard(flat.device());
   at::Tensor out = at::empty({num_groups}, flat.options().dtype(at::kFloat));

@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _grouped_grad_norm_autograd as _autograd
+from .. import _grouped_grad_norm_checks as _checks
 from . import device_guard
 
 CHUNK = 1 << 16  # elements per program, as kChunk in the C++ kernels
@@ -149,10 +151,14 @@ def _device(tensors, group_index):
     return tensors[0].device if tensors else group_index.device
 
 
+# Each op checks its arguments by the compiled kernels' rules (the fakes too,
+# less the checks that read index values).
 @torch.library.custom_op("pada_triton::grouped_grad_norm", mutates_args=(), **_op_tags())
 def grouped_grad_norm(
     tensors: list[torch.Tensor], group_index: torch.Tensor, num_groups: int, squared: bool
 ) -> torch.Tensor:
+    op = "grouped_grad_norm"
+    _checks.check_tensors(op, tensors, group_index, num_groups, group_index.tolist())
     out = torch.zeros(num_groups, dtype=torch.float32, device=_device(tensors, group_index))
     _run(
         "grouped_grad_norm", tensors, group_index, num_groups, out, "squared" if squared else "norm"
@@ -162,7 +168,11 @@ def grouped_grad_norm(
 
 @grouped_grad_norm.register_fake
 def _(tensors, group_index, num_groups, squared):
+    _checks.check_tensors("grouped_grad_norm", tensors, group_index, num_groups, None)
     return torch.empty(num_groups, dtype=torch.float32, device=_device(tensors, group_index))
+
+
+grouped_grad_norm.register_autograd(_autograd.backward, setup_context=_autograd.setup_context)
 
 
 @torch.library.custom_op(
@@ -171,12 +181,14 @@ def _(tensors, group_index, num_groups, squared):
 def grouped_sq_norm_accumulate_(
     tensors: list[torch.Tensor], group_index: torch.Tensor, table: torch.Tensor
 ) -> None:
+    op = "grouped_sq_norm_accumulate_"
+    _checks.check_accumulate(op, tensors, group_index, table, group_index.tolist())
     _run("grouped_sq_norm_accumulate_", tensors, group_index, table.numel(), table, "accumulate")
 
 
 @grouped_sq_norm_accumulate_.register_fake
 def _(tensors, group_index, table):
-    return None
+    _checks.check_accumulate("grouped_sq_norm_accumulate_", tensors, group_index, table, None)
 
 
 @torch.library.custom_op("pada_triton::segment_grad_norm", mutates_args=(), **_op_tags())
@@ -187,10 +199,11 @@ def segment_grad_norm(
     num_groups: int,
     squared: bool,
 ) -> torch.Tensor:
-    """Segments [offsets[s], offsets[s + 1]) of the contiguous 1-D `flat`
-    (arguments checked by pada_ext.ops)."""
-    out = torch.zeros(num_groups, dtype=torch.float32, device=flat.device)
+    """Segments [offsets[s], offsets[s + 1]) of the contiguous 1-D `flat`."""
     off = offsets.tolist()
+    values = (off, group_of_segment.tolist())
+    _checks.check_segments("segment_grad_norm", flat, offsets, group_of_segment, num_groups, values)
+    out = torch.zeros(num_groups, dtype=torch.float32, device=flat.device)
     base, size, code = flat.data_ptr(), flat.element_size(), _CODE[flat.dtype]
     items = [
         (base + a * size, b - a, size, code, g)
@@ -203,6 +216,7 @@ def segment_grad_norm(
 
 @segment_grad_norm.register_fake
 def _(flat, offsets, group_of_segment, num_groups, squared):
+    _checks.check_segments("segment_grad_norm", flat, offsets, group_of_segment, num_groups, None)
     return flat.new_empty((num_groups,), dtype=torch.float32)
 
 

@@ -22,12 +22,12 @@ take range() of a tensor (a kernel argument or a loaded value) with numpy 2.
 """
 
 import inspect
-import math
 
 import torch
 import triton
 import triton.language as tl
 
+from .._sample_with_replacement_checks import check_args, check_status
 from . import device_guard
 
 MAX_LOG_BLOCK = 12  # kMaxLogBlock: blocks of at most 4096 slots
@@ -296,55 +296,8 @@ def _ceil_log2(n: int) -> int:
     return (n - 1).bit_length() if n > 1 else 0
 
 
-def _format_double(v: float) -> str:
-    # As C++ streams print a double (what the CPU kernel's message shows).
-    if math.isnan(v):
-        return "-nan" if math.copysign(1.0, v) < 0 else "nan"
-    return f"{v:g}"
-
-
-def _check_args(weights, num_samples, seed):
-    # The checks (and messages) of csrc/common/checks.h.
-    if weights.dim() != 1:
-        raise ValueError(
-            f"sample_with_replacement: weights must be 1-D, got {weights.dim()} dimensions"
-        )
-    if weights.numel() == 0:
-        raise ValueError("sample_with_replacement: weights is empty")
-    if weights.dtype not in (torch.float32, torch.float64):
-        raise TypeError(
-            f"sample_with_replacement: weights must be float32 or float64, got {weights.dtype}"
-        )
-    if num_samples < 0:
-        raise ValueError(f"sample_with_replacement: num_samples must be >= 0, got {num_samples}")
-    if seed.numel() != 1 or seed.dtype != torch.int64:
-        raise ValueError("sample_with_replacement: seed must be a one-element int64 tensor")
-    if seed.device != weights.device:
-        raise RuntimeError(
-            f"sample_with_replacement: seed must be on the weights' device ({weights.device}), "
-            f"got {seed.device}"
-        )
-
-
-def _check_status(w, first_bad: int, total: float):
-    if first_bad < w.numel():
-        v = float(w[first_bad])
-        what = "NaN" if math.isnan(v) else ("infinite" if math.isinf(v) else "negative")
-        raise ValueError(
-            f"sample_with_replacement: weights[{first_bad}] is {what} ({_format_double(v)}); "
-            "weights must be finite and >= 0"
-        )
-    if not total > 0.0:
-        raise ValueError("sample_with_replacement: all weights are zero")
-    if not math.isfinite(total):
-        raise ValueError(
-            "sample_with_replacement: the sum of the weights overflows float64; "
-            "divide them by their maximum first"
-        )
-
-
 def _launch(weights: torch.Tensor, num_samples: int, seed: torch.Tensor) -> torch.Tensor:
-    _check_args(weights, num_samples, seed)
+    check_args(weights, num_samples, seed)  # the compiled kernels' rules
     with device_guard("sample_with_replacement", weights, seed):
         return _launch_on_device(weights.contiguous(), num_samples, seed)
 
@@ -412,7 +365,7 @@ def _launch_on_device(w: torch.Tensor, num_samples: int, seed: torch.Tensor) -> 
         **_LAUNCH,
     )
     st = _read_status(status)
-    _check_status(w, min(int(st[0]), n), float(st[1:].view(torch.float64)[0]))
+    check_status(w, min(int(st[0]), n), float(st[1:].view(torch.float64)[0]))
 
     out = torch.empty(num_samples, dtype=i64, device=dev)
     if num_samples > 0:
@@ -453,8 +406,7 @@ def sample_with_replacement(
 
 @sample_with_replacement.register_fake
 def _(weights, num_samples, seed):
-    torch._check(weights.dim() == 1, lambda: "weights must be 1-D")
-    torch._check(num_samples >= 0, lambda: "num_samples must be >= 0")
+    check_args(weights, num_samples, seed)
     return weights.new_empty((num_samples,), dtype=torch.int64)
 
 
