@@ -113,6 +113,5 @@ def collective_device_worker(rank, world, init_file, out_dir, backend):
             result["path_seed"] = paths.seed
             result["path_probs"] = paths.probabilities
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-        dist.barrier()  # both ranks done before teardown (see above)
     finally:
         dist.destroy_process_group()
