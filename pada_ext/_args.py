@@ -1,13 +1,32 @@
 """Argument normalisation shared by the public functions in pada_ext.ops:
 Python-level types only (a list where a Tensor belongs, None entries, floats
 for ints, int64 overflow), each error naming the argument. The tensor rules
-are the ops' own (every backend's), not checked here."""
+are the ops' own (every backend's), not checked here; `check` is how those
+rules raise, in every backend and in the fakes."""
 
 import numbers
 
 import torch
 
 _INT64 = (-(2**63), 2**63)
+
+_TORCH_CHECKS = {
+    RuntimeError: torch._check,
+    ValueError: torch._check_value,
+    TypeError: torch._check_type,
+    IndexError: torch._check_index,
+}
+
+
+def check(kind, cond, message):
+    """Raises kind(message()) unless cond. A plain bool is tested here, so that
+    torch.compile traces the check; a symbolic one (a fake kernel under dynamic
+    shapes) goes to torch._check_*, which records it."""
+    if isinstance(cond, bool):
+        if not cond:
+            raise kind(message())
+    else:
+        _TORCH_CHECKS[kind](cond, message)
 
 
 def int_arg(op, name, value):

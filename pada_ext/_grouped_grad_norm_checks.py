@@ -11,25 +11,9 @@ index values run only when given the values.
 
 import torch
 
+from ._args import check as _check
+
 _NORM_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-_TORCH_CHECKS = {
-    RuntimeError: torch._check,
-    ValueError: torch._check_value,
-    TypeError: torch._check_type,
-    IndexError: torch._check_index,
-}
-
-
-def _check(kind, cond, message):
-    """Raises kind(message()) unless cond. A plain bool is tested here, so that
-    torch.compile traces the check; a symbolic one (a fake kernel under dynamic
-    shapes) goes to torch._check_*, which records it."""
-    if isinstance(cond, bool):
-        if not cond:
-            raise kind(message())
-    else:
-        _TORCH_CHECKS[kind](cond, message)
 
 
 def _shape(t):
