@@ -66,6 +66,21 @@ BACKEND_DEVICES.append(
     pytest.param(triton_device(), "triton", id=f"{triton_device()}-triton", marks=requires_triton)
 )
 
+# (device, backend, torch.compile backend): inductor on the GPU; on the CPU
+# aot_eager, which needs no C++ compiler (Triton on CPU only when interpreted).
+COMPILE_CASES = [pytest.param("cpu", "native", "aot_eager", id="cpu-native-aot_eager")]
+if not HAS_CUDA:
+    COMPILE_CASES.append(
+        pytest.param("cpu", "triton", "aot_eager", id="cpu-triton-aot_eager", marks=requires_triton)
+    )
+else:
+    COMPILE_CASES += [
+        pytest.param("cuda", "native", "inductor", id="cuda-native-inductor"),
+        pytest.param(
+            "cuda", "triton", "inductor", id="cuda-triton-inductor", marks=requires_triton
+        ),
+    ]
+
 
 def _runs_on_cuda(item) -> bool:
     callspec = getattr(item, "callspec", None)

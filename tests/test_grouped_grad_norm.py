@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import (
     BACKEND_DEVICES,
+    COMPILE_CASES,
     DEVICES,
     HAS_CUDA,
     no_sync,
@@ -296,14 +297,6 @@ def test_opcheck(device):
         torch.ops.pada.segment_grad_norm.default,
         (flat, torch.tensor([0, 10, 10, 999]), torch.tensor([1, 0, 1]), 2, False),
     )
-
-
-# Inductor on the GPU; on the CPU aot_eager, which needs no C++ compiler.
-COMPILE_CASES = [("cpu", "native", "aot_eager")]
-if INTERPRETED:
-    COMPILE_CASES.append(pytest.param("cpu", "triton", "aot_eager", marks=requires_triton))
-if HAS_CUDA:
-    COMPILE_CASES += [("cuda", "native", "inductor"), ("cuda", "triton", "inductor")]
 
 
 @pytest.mark.parametrize("device,backend,compiler", COMPILE_CASES)

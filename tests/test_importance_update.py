@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import (
     BACKEND_DEVICES,
+    COMPILE_CASES,
     DEVICES,
     HAS_CUDA,
     no_sync,
@@ -207,13 +208,6 @@ def test_opcheck(device):
             torch.ops.pada.importance_update_.default,
             (scores, visited, status, index, values, decay),
         )
-
-
-COMPILE_CASES = [("cpu", "native", "aot_eager")]
-if INTERPRETED:
-    COMPILE_CASES.append(pytest.param("cpu", "triton", "aot_eager", marks=requires_triton))
-if HAS_CUDA:
-    COMPILE_CASES += [("cuda", "native", "inductor"), ("cuda", "triton", "inductor")]
 
 
 @pytest.mark.parametrize("device,backend,compiler", COMPILE_CASES)
