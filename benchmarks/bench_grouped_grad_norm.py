@@ -7,7 +7,7 @@ BatchNorm is affine=False. The default path has 3 nor_conv_3x3 and 3
 nor_conv_1x1 edges: 180 tensors, ~0.81M elements, grouped by op (5 groups).
 
 Usage (from the repository root, after build_ext --inplace or an install):
-    PYTHONPATH=. python benchmarks/bench_grouped_grad_norm.py [--device cuda] [--threads 2]
+    python benchmarks/bench_grouped_grad_norm.py [--device cuda] [--threads 2]
         [--dtype bfloat16] [--width 4] [--quick]
 Writes a table to stdout and JSON to benchmarks/results/<name>.json. On CUDA
 the Triton kernel is timed too; --width multiplies the channels (a wider

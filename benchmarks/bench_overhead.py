@@ -22,7 +22,7 @@ PA shifts the mix of ops, which changes compute but is not sampling overhead.
 An epoch's time includes its epoch-end work; per-step time = epoch time / steps.
 
 Usage (from the repository root, after build_ext --inplace):
-    PYTHONPATH=python:. python benchmarks/bench_overhead.py [--shape small|nb201|authors]
+    python benchmarks/bench_overhead.py [--shape small|nb201|authors]
         [--threads 1] [--repeats 10] [--steps S] [--device cuda] [--quick]
 Prints a table and writes benchmarks/results/overhead_<shape>_<device>_t<threads>.json.
 On a GPU, `--shape authors --device cuda` is the authors' run (batch 256,

@@ -10,13 +10,11 @@ backward pass on a path of three nor_conv_3x3 and three nor_conv_1x1 edges:
   and the default one with flat_grads=True (gradients as views of one buffer);
 * floor: torch.dot(flat, flat) over one buffer with as many elements.
 
-    PYTHONPATH=python python benchmarks/bench_path_sampler.py [--threads 2] [--device cpu]
+    python benchmarks/bench_path_sampler.py [--threads 2] [--device cpu]
         [--quick]
 """
 
 import argparse
-import os
-import sys
 
 import torch
 from common import (
@@ -28,13 +26,9 @@ from common import (
     result_name,
     write_json,
 )
+from pada_nas.nb201 import CONV_OPS, Supernet
 
-sys.path.insert(
-    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
-)
-from pada_nas.nb201 import CONV_OPS, Supernet  # noqa: E402
-
-from pada_ext import PathSampler  # noqa: E402
+from pada_ext import PathSampler
 
 PATH = [3, 2, 3, 2, 3, 2]
 
@@ -143,4 +137,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

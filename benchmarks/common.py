@@ -13,7 +13,13 @@ import platform
 import sys
 import time
 
-import torch
+# The checkout under test comes first: the benchmarks measure this tree's
+# pada_ext (and python/'s pada_nas), not whatever copy is installed elsewhere.
+# Every benchmark imports this module before pada_ext.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [p for p in (REPO, os.path.join(REPO, "python")) if p not in sys.path[:2]]
+
+import torch  # noqa: E402
 
 # Where write_json puts results: $PADA_BENCH_RESULTS (tools/gpu_check.sh sets
 # it), else benchmarks/results/.
@@ -115,6 +121,13 @@ def _version(module):
         return None
 
 
+def _origin(module):
+    try:
+        return os.path.dirname(os.path.abspath(__import__(module).__file__))
+    except Exception:  # not importable: recorded as absent
+        return None
+
+
 def machine_info(device):
     device = torch.device(device)
     info = {
@@ -122,6 +135,7 @@ def machine_info(device):
         "triton": _version("triton"),
         "numpy": _version("numpy"),
         "pada_ext": _version("pada_ext"),
+        "pada_ext_path": _origin("pada_ext"),
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
