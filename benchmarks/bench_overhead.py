@@ -9,7 +9,7 @@ processes on a shared machine hits them alike:
   record after clip and step), ImportanceSampler.paper (the fused
   cross_entropy credits scores, no host sync) and their set_epoch / draw at the
   epoch's end.
-- pada_unfused: the authors' way (shared/reference-behaviour.md), rewritten:
+- pada_unfused: the authors' way, rewritten from their training script:
   per step an .item() norm of each conv weight's and bias's gradient on the
   path in every cell, softmax/one_hot/subtract/norm then .cpu().numpy() of the
   data scores, a path drawn with np.random.choice; at the epoch's end a Python
@@ -21,12 +21,22 @@ shared), so that differences in the ops trained do not drown the overhead:
 PA shifts the mix of ops, which changes compute but is not sampling overhead.
 An epoch's time includes its epoch-end work; per-step time = epoch time / steps.
 
+Shapes (the input each one feeds the supernet is printed with the table):
+- small: the small experiment preset, C = 8, 1 cell per stage, on the embedded
+  digits (1000 images of 1x8x8), batch 64;
+- nb201: the authors' supernet (C = 16, 5 cells per stage) on the same 1x8x8
+  digits, batch 64: a cheap stand-in, its steps are far shorter than theirs;
+- authors: the authors' supernet on their input, 3x32x32 (CIFAR-10-shaped
+  random data, N = 50,000), batch 256: the step their users pay for.
+--steps S times epochs of S steps (the authors' has 195); the epoch end is
+then amortised over the full epoch's steps in the "sampling work alone" table,
+as in a real run, while the whole-epoch table runs it every S steps.
+
 Usage (from the repository root, after build_ext --inplace):
     python benchmarks/bench_overhead.py [--shape small|nb201|authors]
         [--threads 1] [--repeats 10] [--steps S] [--device cuda] [--quick]
 Prints a table and writes benchmarks/results/overhead_<shape>_<device>_t<threads>.json.
-On a GPU, `--shape authors --device cuda` is the authors' run (batch 256,
-CIFAR-10-shaped data); --steps shortens its 195-step epochs.
+On this CPU, `--shape authors --threads 2 --repeats 3 --steps 3` takes a few minutes.
 """
 
 import argparse
@@ -59,11 +69,12 @@ import pada_ext  # noqa: E402
 from pada_ext import ImportanceSampler, PathSampler  # noqa: E402
 
 SHAPES = {
-    # the small experiment preset: digits (N = 1000, 8x8, 1 channel), 16 steps/epoch
+    # the small experiment preset: digits (N = 1000, 1x8x8), 16 steps/epoch
     "small": dict(channels=8, cells=1, batch=64, data="digits"),
-    # the authors' supernet (C=16, 5 cells per stage) on the same digits
+    # the authors' supernet (C=16, 5 cells per stage) on the same 1x8x8 digits
     "nb201": dict(channels=16, cells=5, batch=64, data="digits"),
-    # the authors' run: CIFAR-10-shaped random data, N = 50,000, batch 256 (for a GPU)
+    # the authors' run: their supernet on CIFAR-10-shaped random data
+    # (N = 50,000, 3x32x32), batch 256
     "authors": dict(channels=16, cells=5, batch=256, data="cifar_shaped"),
 }
 NUM_OPS = 5
@@ -238,8 +249,11 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device, repeats=200):
 
     Each part is the minimum of many calls, so it is robust to a noisy machine
     where whole epochs are not: draw, loss (forward + backward of the loss from
-    the logits: the DA scores), after_step (PA scores) and epoch_end / steps.
+    the logits: the DA scores), after_step (PA scores) and epoch_end amortised
+    over a full epoch's len(y) // batch steps (`steps` only shortens the
+    warm-up epochs).
     """
+    epoch_steps = len(y) // batch
     v = cls(cls.__name__, copy.deepcopy(base), x, y, batch, 10**6, seed)
     path = [2, 3, 3, 2, 1, 4]  # 3 conv 1x1, ... a mid-cost path with both convs
     v.run_epoch([path] * steps)
@@ -264,10 +278,10 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device, repeats=200):
         # refill one epoch's (index, score) pairs before each timed epoch end
         def refill():
             v.seen_idx, v.seen_scores = [], []
-            for s in range(steps):
+            for s in range(epoch_steps):
                 v.loss(z0, yb, v.order[s * batch : (s + 1) * batch][: len(yb)])
 
-        parts["epoch_end"] = min_us(v.epoch_end, device, refill, repeats=few) / steps
+        parts["epoch_end"] = min_us(v.epoch_end, device, refill, repeats=few) / epoch_steps
     else:
 
         def epoch_end():
@@ -275,7 +289,7 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device, repeats=200):
             v.epoch_end()
             sync(device)
 
-        parts["epoch_end"] = min_us(epoch_end, device, repeats=few) / steps
+        parts["epoch_end"] = min_us(epoch_end, device, repeats=few) / epoch_steps
     parts["total"] = sum(parts.values())
     return parts
 
@@ -343,9 +357,11 @@ def main():
                 f"{100 * (md / spos_med - 1):+.1f}%",
             ]
         )
+    image = "x".join(map(str, x.shape[1:]))
     print(
-        f"{args.shape}: C={shape['channels']}, {shape['cells']} cells/stage, batch {batch}, "
-        f"N={len(y)}, {steps} steps/epoch, {args.repeats} epochs per variant, "
+        f"{args.shape}: C={shape['channels']}, {shape['cells']} cells/stage, input {image} "
+        f"({shape['data']}), batch {batch}, N={len(y)}, {steps} steps/epoch timed "
+        f"(a full epoch has {len(y) // batch}), {args.repeats} epochs per variant, "
         f"{args.threads} thread(s), {device}"
     )
     print_table(
@@ -383,6 +399,8 @@ def main():
         {
             "shape": args.shape,
             **shape,
+            "input": list(x.shape[1:]),
+            "full_epoch_steps": len(y) // batch,
             "steps_per_epoch": steps,
             "n": len(y),
             "repeats": args.repeats,
