@@ -98,6 +98,7 @@ def _sources(pattern):
 
 def _extension():
     sources = _sources("csrc/*.cpp") + _sources("csrc/autograd/*.cpp") + _sources("csrc/cpu/*.cpp")
+    sources += _sources("csrc/host/*.cpp")
     cxx = build_config.CXX_FLAGS
     link = build_config.LINK_FLAGS
     if not WITH_CUDA:

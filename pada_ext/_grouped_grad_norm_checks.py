@@ -1,6 +1,6 @@
 """Argument rules of grouped_grad_norm, grouped_sq_norm_accumulate_ and
 segment_grad_norm, as the compiled kernels state them (plan_tensors,
-plan_segments, check_accumulate_args in csrc/cpu/grouped_grad_norm.cpp).
+plan_segments, check_accumulate_args in csrc/host/grouped_grad_norm.cpp).
 
 The Triton kernels, the references and the fake kernels all run these, so
 every backend raises the same exception with the same message: change a rule

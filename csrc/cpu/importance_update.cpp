@@ -7,7 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
-#include "../common/checks.h"
+#include "../host/importance_update.h"
 
 namespace pada {
 namespace {

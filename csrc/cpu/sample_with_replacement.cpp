@@ -21,7 +21,7 @@
 #include <omp.h>
 #endif
 
-#include "../common/checks.h"
+#include "../host/sample_with_replacement.h"
 #include "../common/sample_with_replacement.h"
 #include "philox_simd.h"
 

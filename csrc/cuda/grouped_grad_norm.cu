@@ -1,5 +1,5 @@
 // CUDA kernels of pada::grouped_grad_norm, grouped_sq_norm_accumulate_ and
-// segment_grad_norm. The host builds the chunk table (csrc/cpu/grouped_grad_norm.cpp)
+// segment_grad_norm. The host builds the chunk table (csrc/host/grouped_grad_norm.cpp)
 // and hands it to the kernels by value, in batches (RowBatch, GroupBatch in
 // the shared header): no host buffer, no copy, no host sync, so the ops can
 // be captured in a CUDA graph. On the current stream:
@@ -19,7 +19,7 @@
 
 #include <algorithm>
 
-#include "../common/grouped_grad_norm.h"
+#include "../host/grouped_grad_norm.h"
 
 namespace pada {
 namespace gnorm {

@@ -15,7 +15,7 @@
 
 #include <algorithm>
 
-#include "../common/checks.h"
+#include "../host/importance_update.h"
 #include "../common/importance_update.h"
 
 namespace pada {

@@ -23,7 +23,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "../common/checks.h"
+#include "../host/sample_with_replacement.h"
 #include "../common/sample_with_replacement_warp.h"
 
 namespace pada {

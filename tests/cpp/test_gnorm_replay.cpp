@@ -1,6 +1,7 @@
 // Replays the CUDA kernels of pada::grouped_grad_norm on the host, block by
 // block and lane by lane, from the step functions they are written in
-// (csrc/common/grouped_grad_norm.h), including the launch batches and the
+// (csrc/common/grouped_grad_norm.h) over the chunk table that the CUDA entry
+// points plan (csrc/host/grouped_grad_norm.h), including the launch batches and the
 // warp shuffles; the result must equal the CPU kernel's bit for bit.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "check.h"
-#include "common/grouped_grad_norm.h"
+#include "host/grouped_grad_norm.h"
 
 namespace {
 
