@@ -72,11 +72,11 @@ def test_accuracies(gt):
 def test_standalone_reproduces_itself():
     import torch
     from pada_nas.data import digits
-    from pada_nas.standalone import TrainConfig, train_path
+    from pada_nas.standalone import standalone_config, train_path
 
     torch.set_num_threads(1)
     split = digits(train_size=64, split_seed=0)
-    cfg = TrainConfig(channels=4, cells=1, epochs=1, batch_size=32)
+    cfg = standalone_config(channels=4, cells=1, epochs=1, batch_size=32)
     path = [3, 2, 0, 1, 4, 3]
     a = train_path(path, split, cfg, seed=0)
     assert a == train_path(path, split, cfg, seed=0)

@@ -13,9 +13,10 @@ import torch
 from conftest import DEVICES, requires_cuda
 from pada_nas import __main__ as cli
 from pada_nas import data as datasets
+from pada_nas.config import SAMPLERS, load_split, make_config
 from pada_nas.metrics import GradVariance, kendall_tau, precision_at_top, top_k_count
 from pada_nas.nb201 import all_paths
-from pada_nas.train import SAMPLERS, load_split, make_config, train
+from pada_nas.train import train
 from scipy import stats
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,7 @@ import sys
 import torch
 
 from . import experiment
-from .train import PRESETS, SAMPLERS, make_config
+from .config import PRESETS, SAMPLERS, make_config
 
 
 def parse(argv=None):

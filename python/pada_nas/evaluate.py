@@ -8,7 +8,9 @@ from .metrics import kendall_tau, precision_at_top
 
 
 @torch.no_grad()
-def evaluate_paths(model, paths, x, y, batch_size: int, autocast=None) -> list:
+def evaluate_paths(
+    model, paths, x, y, batch_size: int, autocast=None, ragged_tail: bool = False
+) -> list:
     """Test accuracy of every path in `paths` with the supernet's weights.
 
     Runs on the model's device (the split is copied there once) under `autocast`
@@ -19,13 +21,18 @@ def evaluate_paths(model, paths, x, y, batch_size: int, autocast=None) -> list:
     batches in the same order: the split is cut into ``ceil(n / batch_size)``
     consecutive batches of near-equal size (they differ by at most one image),
     so that no small ragged tail gets noisy statistics and no image is dropped.
+    ``ragged_tail=True`` cuts consecutive batches of `batch_size` and a shorter
+    last one instead (how the committed standalone ground truth was evaluated).
     """
     was_training = model.training
     model.eval()  # BN keeps no running stats: it uses batch statistics in eval mode too
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
-    pieces = -(-len(y) // batch_size)
-    batches = list(zip(x.tensor_split(pieces), y.tensor_split(pieces)))
+    if ragged_tail:
+        batches = list(zip(x.split(batch_size), y.split(batch_size)))
+    else:
+        pieces = -(-len(y) // batch_size)
+        batches = list(zip(x.tensor_split(pieces), y.tensor_split(pieces)))
     counted = len(y)
     corrects = []
     with autocast if autocast is not None else contextlib.nullcontext():

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from . import train as training
+from .config import LABELS, load_split
 
 DEFAULT_GROUND_TRUTH = Path(__file__).resolve().parent.parent / "ground_truth" / "digits.json"
-LABELS = {"spos": "SPOS", "da": "DA", "pa": "PA", "pada": "PA&DA"}
 
 
 def load_ground_truth(path) -> dict:
@@ -95,7 +95,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     eval_sets, gt = load_ground_truth(ground_truth)
     set_names = sorted(eval_sets, key=lambda s: (s != "sub64", s))
-    split = training.load_split(cfg, data_root, download)
+    split = load_split(cfg, data_root, download)
     runs = []
     started = time.perf_counter()
     for seed in seeds:

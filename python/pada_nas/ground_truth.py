@@ -27,7 +27,7 @@ import torch
 
 from .data import digits
 from .nb201 import all_paths
-from .standalone import TrainConfig, train_path
+from .standalone import standalone_config, train_path
 
 CONFIG_KEYS = (
     "train_size",
@@ -102,7 +102,7 @@ def main(argv=None):
     from tqdm import tqdm
 
     config = {k: getattr(args, k) for k in CONFIG_KEYS}
-    cfg = TrainConfig(
+    cfg = standalone_config(
         channels=args.channels,
         cells=args.cells,
         epochs=args.epochs,
@@ -111,7 +111,7 @@ def main(argv=None):
         momentum=args.momentum,
         weight_decay=args.weight_decay,
     )
-    # The file keeps a fixed key set; the remaining TrainConfig fields (gradient clipping at 5,
+    # The file keeps a fixed key set; the remaining fields read (gradient clipping at 5,
     # evaluation batches of 256) are the defaults and are documented in the README.
 
     sub64 = all_paths([2, 3])

@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-LABELS = {"spos": "SPOS", "da": "DA", "pa": "PA", "pada": "PA&DA"}
+from .config import LABELS  # noqa: E402
 
 
 def _band(ax, x, ys, label):

@@ -14,45 +14,30 @@ accuracy uses batch statistics. The test split is evaluated in its fixed order i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .config import Config
 from .data import Split
+from .evaluate import evaluate_paths
 from .nb201 import Supernet
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    channels: int = 4
-    cells: int = 1
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    grad_clip: float = 5.0  # as the authors' supernet training
-    eval_batch_size: int = 256
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+# Standalone training's own defaults (the supernets' are Config's).
+STANDALONE = dict(channels=4, cells=1, epochs=6, batch_size=64, lr=0.1, weight_decay=5e-4)
 
 
-def build(path, split: Split, cfg: TrainConfig, seed: int) -> Supernet:
+def standalone_config(**overrides) -> Config:
+    """A Config with the standalone defaults, then `overrides`."""
+    return Config(**{**STANDALONE, **overrides})
+
+
+def build(path, split: Split, cfg: Config, seed: int) -> Supernet:
     torch.manual_seed(seed)
     return Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels)
 
 
-@torch.no_grad()
-def evaluate(model, path, x, y, batch_size: int = 256) -> float:
-    correct = 0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        correct += (model(xb, path).argmax(1) == yb).sum().item()
-    return correct / len(y)
-
-
-def train_path(path, split: Split, cfg: TrainConfig, seed: int) -> float:
+def train_path(path, split: Split, cfg: Config, seed: int) -> float:
     """Train ``path`` from scratch with ``seed`` (initialisation and batch order); test accuracy."""
     path = [int(op) for op in path]
     model = build(path, split, cfg, seed)
@@ -88,4 +73,6 @@ def train_path(path, split: Split, cfg: TrainConfig, seed: int) -> float:
                     [p for p in model.parameters() if p.grad is not None], cfg.grad_clip
                 )
             opt.step()
-    return evaluate(model, path, split.x_test, split.y_test, cfg.eval_batch_size)
+    x, y = split.x_test, split.y_test
+    (acc,) = evaluate_paths(model, [path], x, y, cfg.eval_batch, ragged_tail=True)
+    return acc

@@ -11,11 +11,10 @@ from pinned memory, non-blocking, on CUDA); ``Config.amp = "bf16"`` runs the
 forward and the loss under bfloat16 autocast (training and evaluation).
 """
 
-import contextlib
 import dataclasses
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Optional
 
 import torch
@@ -25,75 +24,10 @@ from tqdm import tqdm
 
 from pada_ext import ImportanceSampler, IndexedDataset, PathSampler
 
-from . import data as datasets
+from .config import SAMPLERS, Config, autocast, load_split
 from .evaluate import evaluate_paths, rank_scores
 from .metrics import GradVariance
 from .nb201 import NUM_EDGES, OPS, Supernet
-
-SAMPLERS = ("spos", "da", "pa", "pada")
-
-
-@dataclass
-class Config:
-    dataset: str = "digits"
-    train_size: int = 1000
-    split_seed: int = 0
-    channels: int = 8
-    cells: int = 1
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 2.5e-4
-    grad_clip: float = 5.0
-    # "paper": ImportanceSampler.paper / PathSampler.paper (the authors' rules);
-    # "default": the pada_ext constructors' defaults.
-    rules: str = "paper"
-    eval_batch: int = 256  # BN uses batch statistics: eval batches of (about) this size
-    eval_every: int = 10  # ranking metrics every k epochs (and always at the last)
-    curve_test_size: Optional[int] = 256  # test images for the intermediate evals
-    test_size: Optional[int] = None  # test images for the final eval (None: the whole split)
-    device: str = "cpu"  # where the supernet trains and is evaluated
-    amp: Optional[str] = None  # None or "bf16": bfloat16 autocast of forward and loss
-    extra: dict = field(default_factory=dict)
-
-
-PRESETS = {
-    # The authors' NAS-Bench-201 run (needs a GPU and torchvision).
-    "authors": dict(
-        dataset="cifar10", channels=16, cells=5, epochs=250, batch_size=256, eval_batch=256
-    ),
-    # This machine: digits, about a minute per supernet on one core.
-    # channels / cells / train_size are taken from the ground truth's config when given.
-    "small": dict(dataset="digits", channels=4, cells=1, train_size=500, epochs=50, batch_size=64),
-}
-
-
-def make_config(preset: str = "small", **overrides) -> Config:
-    values = dict(PRESETS[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(**values)
-
-
-AMP_DTYPES = {"bf16": torch.bfloat16}
-
-
-def load_split(cfg: Config, data_root: str = "./data", download: bool = True):
-    """The dataset split of `cfg` (kept on the CPU; batches go to cfg.device)."""
-    if cfg.dataset == "digits":
-        return datasets.digits(cfg.train_size, cfg.split_seed)
-    if cfg.dataset == "cifar10":
-        return datasets.cifar10(data_root, download=download)
-    return datasets.load(cfg.dataset)
-
-
-def autocast(cfg: Config):
-    """bfloat16 autocast on cfg.device when cfg.amp asks for it, else a no-op."""
-    if cfg.amp is None:
-        return contextlib.nullcontext()
-    if cfg.amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {cfg.amp!r}")
-    return torch.autocast(torch.device(cfg.device).type, dtype=AMP_DTYPES[cfg.amp])
 
 
 class UniformPaths:
@@ -134,6 +68,120 @@ def build_samplers(kind: str, model: Supernet, n: int, cfg: Config, seed: int):
     return data, paths
 
 
+class Run:
+    """One supernet's training state: the model, its samplers, loader and optimizer."""
+
+    def __init__(self, kind: str, cfg: Config, seed: int, split):
+        self.kind, self.cfg, self.split = kind, cfg, split
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(seed)
+        # initialised on the CPU (the same weights on every device), then moved
+        self.model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels).to(
+            self.device
+        )
+        self.n = len(split.y_train)
+        self.data_sampler, self.path_sampler = build_samplers(kind, self.model, self.n, cfg, seed)
+        self.is_da = isinstance(self.data_sampler, ImportanceSampler)
+        self.loader = DataLoader(
+            IndexedDataset(TensorDataset(split.x_train, split.y_train)),
+            batch_size=cfg.batch_size,
+            sampler=self.data_sampler,
+            pin_memory=self.device.type == "cuda",  # lets the copies below be non-blocking
+        )
+        self.params = list(self.model.parameters())  # listed once: .parameters() walks modules
+        self.optimizer = torch.optim.SGD(
+            self.params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, cfg.epochs)
+        self.gv = GradVariance(op_parameters(self.model))
+        self.op_counts = [0] * len(OPS)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.model.train()
+        for s in (self.data_sampler, self.path_sampler):
+            if hasattr(s, "set_epoch"):
+                s.set_epoch(epoch)
+
+    def step(self, x, y, idx):
+        """One SPOS step on a sampled path; returns the loss and the logits (detached)."""
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        path = self.path_sampler.sample()
+        for j in path:
+            self.op_counts[j] += 1
+        with autocast(self.cfg):
+            logits = self.model(x, path)
+            if self.is_da:  # idx stays on the host: the sampler copies it (pinned)
+                loss = self.data_sampler.cross_entropy(logits, y, idx)
+            else:
+                loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.path_sampler.record(path)
+        self.gv.add(path)
+        return loss.detach(), logits.detach(), y
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch; its mean loss, train accuracy, GV and learning rate (one host read)."""
+        self.set_epoch(epoch)
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        for x, y, idx in self.loader:
+            loss, logits, y = self.step(x, y, idx)
+            total_loss += loss * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.schedule.step()
+        return {
+            "loss": float(total_loss) / seen,
+            "train_acc": float(correct) / seen,
+            "gv": self.gv.epoch_value(),
+            "lr": lr,
+        }
+
+    def rank(self, eval_sets: dict, x, y) -> dict:
+        """``{set name: (supernet accuracies, rank scores)}`` of the ground-truth path sets."""
+        out = {}
+        for name, (paths, truth) in eval_sets.items():
+            acc = evaluate_paths(self.model, paths, x, y, self.cfg.eval_batch, autocast(self.cfg))
+            out[name] = (acc, rank_scores(acc, truth))
+        return out
+
+    def sampler_record(self) -> dict:
+        """What the samplers ended with: the path distribution and op scores, the data scores."""
+        rec = {}
+        ps, ds = self.path_sampler, self.data_sampler
+        if hasattr(ps, "probabilities"):
+            # the last epoch's distribution, and the op scores learnt during it
+            rec["path_probs"] = ps.probabilities[0].tolist()
+            rec["path_scores"] = ps.scores[0].tolist()
+        if self.is_da:
+            q = ds.distribution()
+            rec["data_q_max_over_uniform"] = float(q.max() * self.n)
+            rec["data_scored"] = int(ds.visited.sum())  # samples scored last epoch
+            rec["data_score_mean"] = float(ds.scores[ds.visited].mean())
+        return rec
+
+
+def op_parameters(model: Supernet) -> list:
+    """Parameters of each (edge, op) over the cells: the grouping PathSampler scores."""
+    return [
+        [[p for inst in edge for p in inst[j].parameters()] for j in range(len(OPS))]
+        for edge in model.decisions()
+    ]
+
+
+def with_test_size(split, size: Optional[int]):
+    """The split with its first `size` test images only (all when size is None)."""
+    if not size:
+        return split
+    return dataclasses.replace(split, x_test=split.x_test[:size], y_test=split.y_test[:size])
+
+
 def train(
     kind: str,
     cfg: Config,
@@ -154,108 +202,37 @@ def train(
     ``curves`` of KT/P@Top5% per evaluated epoch, the ``final`` metrics on the
     full test split, the final ``path_probs``, and the seconds spent.
     """
-    split = split if split is not None else load_split(cfg)
-    if cfg.test_size:
-        split = dataclasses.replace(
-            split, x_test=split.x_test[: cfg.test_size], y_test=split.y_test[: cfg.test_size]
-        )
-    device = torch.device(cfg.device)
-    torch.manual_seed(seed)
-    # initialised on the CPU (the same weights on every device), then moved
-    model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels).to(device)
-    n = len(split.y_train)
-    data_sampler, path_sampler = build_samplers(kind, model, n, cfg, seed)
-    dataset = IndexedDataset(TensorDataset(split.x_train, split.y_train))
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=data_sampler,
-        pin_memory=device.type == "cuda",  # lets the copies below be non-blocking
-    )
-    params = list(model.parameters())  # listed once: .parameters() walks every module
-    optimizer = torch.optim.SGD(
-        params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
-    # Same grouping of the candidate ops' parameters as PathSampler uses.
-    op_params = [
-        [[p for inst in edge for p in inst[j].parameters()] for j in range(len(OPS))]
-        for edge in model.decisions()
-    ]
-    gv = GradVariance(op_params)
-    is_da = isinstance(data_sampler, ImportanceSampler)
+    split = with_test_size(split if split is not None else load_split(cfg), cfg.test_size)
+    run = Run(kind, cfg, seed, split)
+    eval_sets = eval_sets or {}
     record = {"sampler": kind, "seed": seed, "loss": [], "train_acc": [], "gv": [], "lr": []}
-    record["curves"] = {name: {"epoch": [], "kt": [], "p_top5": []} for name in eval_sets or {}}
-    record["op_counts"] = [0] * len(OPS)
-    curve_x = curve_y = None
+    record["curves"] = {name: {"epoch": [], "kt": [], "p_top5": []} for name in eval_sets}
+    curve = None
     if cfg.curve_test_size:
-        curve_x, curve_y = split.x_test[: cfg.curve_test_size], split.y_test[: cfg.curve_test_size]
+        curve = split.x_test[: cfg.curve_test_size], split.y_test[: cfg.curve_test_size]
     started = time.perf_counter()
     train_seconds = eval_seconds = 0.0
     bar = tqdm(range(cfg.epochs), desc=f"{kind} seed {seed}", disable=not progress, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
-        model.train()
-        for s in (data_sampler, path_sampler):
-            if hasattr(s, "set_epoch"):
-                s.set_epoch(epoch)
-        # accumulated on the device, read once per epoch
-        total_loss = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        for x, y, idx in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            path = path_sampler.sample()
-            for j in path:
-                record["op_counts"][j] += 1
-            with autocast(cfg):
-                logits = model(x, path)
-                if is_da:  # idx stays on the host: the sampler copies it (pinned)
-                    loss = data_sampler.cross_entropy(logits, y, idx)
-                else:
-                    loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            path_sampler.record(path)
-            gv.add(path)
-            total_loss += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-        record["lr"].append(optimizer.param_groups[0]["lr"])
-        schedule.step()
-        record["loss"].append(float(total_loss) / seen)
-        record["train_acc"].append(float(correct) / seen)
-        record["gv"].append(gv.epoch_value())
+        for key, value in run.train_epoch(epoch).items():
+            record[key].append(value)
         train_seconds += time.perf_counter() - t0
         last = epoch == cfg.epochs - 1
         if eval_sets and (last or (epoch + 1) % cfg.eval_every == 0):
             t0 = time.perf_counter()
-            full = last or curve_x is None
-            xs, ys = (split.x_test, split.y_test) if full else (curve_x, curve_y)
-            for name, (paths, truth) in eval_sets.items():
-                acc = evaluate_paths(model, paths, xs, ys, cfg.eval_batch, autocast(cfg))
+            xs, ys = (split.x_test, split.y_test) if last or curve is None else curve
+            for name, (acc, scores) in run.rank(eval_sets, xs, ys).items():
                 c = record["curves"][name]
                 c["epoch"].append(epoch + 1)
-                for key, value in rank_scores(acc, truth).items():
+                for key, value in scores.items():
                     c[key].append(value)
                 if last:
-                    record.setdefault("final", {})[name] = {
-                        **rank_scores(acc, truth),
-                        "supernet_acc": acc,
-                    }
+                    record.setdefault("final", {})[name] = {**scores, "supernet_acc": acc}
             eval_seconds += time.perf_counter() - t0
         bar.set_postfix(loss=f"{record['loss'][-1]:.3f}", gv=f"{record['gv'][-1]:.2e}")
-    if hasattr(path_sampler, "probabilities"):
-        # the last epoch's distribution, and the op scores learnt during it
-        record["path_probs"] = path_sampler.probabilities[0].tolist()
-        record["path_scores"] = path_sampler.scores[0].tolist()
-    if is_da:
-        q = data_sampler.distribution()
-        record["data_q_max_over_uniform"] = float(q.max() * n)
-        record["data_scored"] = int(data_sampler.visited.sum())  # samples scored last epoch
-        record["data_score_mean"] = float(data_sampler.scores[data_sampler.visited].mean())
+    record["op_counts"] = run.op_counts
+    record.update(run.sampler_record())
     record["seconds"] = {
         "train": train_seconds,
         "eval": eval_seconds,

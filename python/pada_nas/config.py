@@ -1,0 +1,77 @@
+"""The experiment's settings, in one vocabulary for the supernets and the standalone
+(ground-truth) networks: the config, its presets, the sampler names and their labels,
+the dataset it names and the autocast it asks for."""
+
+import contextlib
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from . import data as datasets
+
+SAMPLERS = ("spos", "da", "pa", "pada")
+LABELS = {"spos": "SPOS", "da": "DA", "pa": "PA", "pada": "PA&DA"}
+AMP_DTYPES = {"bf16": torch.bfloat16}
+
+
+@dataclass
+class Config:
+    """Training settings. A supernet run reads every field; standalone training
+    (pada_nas.standalone) reads the network, optimisation and eval_batch ones."""
+
+    dataset: str = "digits"
+    train_size: int = 1000
+    split_seed: int = 0
+    channels: int = 8
+    cells: int = 1
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 2.5e-4
+    grad_clip: float = 5.0
+    # "paper": ImportanceSampler.paper / PathSampler.paper (the authors' rules);
+    # "default": the pada_ext constructors' defaults.
+    rules: str = "paper"
+    eval_batch: int = 256  # BN uses batch statistics: eval batches of (about) this size
+    eval_every: int = 10  # ranking metrics every k epochs (and always at the last)
+    curve_test_size: Optional[int] = 256  # test images for the intermediate evals
+    test_size: Optional[int] = None  # test images for the final eval (None: the whole split)
+    device: str = "cpu"  # where the supernet trains and is evaluated
+    amp: Optional[str] = None  # None or "bf16": bfloat16 autocast of forward and loss
+
+
+PRESETS = {
+    # The authors' NAS-Bench-201 run (needs a GPU and torchvision).
+    "authors": dict(
+        dataset="cifar10", channels=16, cells=5, epochs=250, batch_size=256, eval_batch=256
+    ),
+    # This machine: digits, about a minute per supernet on one core.
+    # channels / cells / train_size are taken from the ground truth's config when given.
+    "small": dict(dataset="digits", channels=4, cells=1, train_size=500, epochs=50, batch_size=64),
+}
+
+
+def make_config(preset: str = "small", **overrides) -> Config:
+    values = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**values)
+
+
+def load_split(cfg: Config, data_root: str = "./data", download: bool = True):
+    """The dataset split of `cfg` (kept on the CPU; batches go to cfg.device)."""
+    if cfg.dataset == "digits":
+        return datasets.digits(cfg.train_size, cfg.split_seed)
+    if cfg.dataset == "cifar10":
+        return datasets.cifar10(data_root, download=download)
+    return datasets.load(cfg.dataset)
+
+
+def autocast(cfg: Config):
+    """bfloat16 autocast on cfg.device when cfg.amp asks for it, else a no-op."""
+    if cfg.amp is None:
+        return contextlib.nullcontext()
+    if cfg.amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {cfg.amp!r}")
+    return torch.autocast(torch.device(cfg.device).type, dtype=AMP_DTYPES[cfg.amp])
