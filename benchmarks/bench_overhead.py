@@ -113,13 +113,20 @@ class Variant:
     def setup(self):
         pass
 
-    def step_common(self, x, y, path, loss_fn):
+    def after_step(self, path):
+        pass
+
+    def step(self, x, y, idx, path):
+        """A training step; the variant's own draw runs (and is paid for) but the
+        network trains on `path`, the same for every variant."""
+        self.draw()
         logits = self.model(x, path)
-        loss = loss_fn(logits, y)
+        loss = self.loss(logits, y, idx)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 5.0)
         self.opt.step()
+        self.after_step(path)
         return loss
 
     def run_epoch(self, paths):
@@ -136,13 +143,6 @@ class Spos(Variant):
 
     def loss(self, z, t, idx):
         return F.cross_entropy(z, t)
-
-    def after_step(self, path):
-        pass
-
-    def step(self, x, y, idx, path):
-        self.draw()
-        self.step_common(x, y, path, F.cross_entropy)
 
     def epoch_end(self):
         self.order = torch.randperm(self.n, generator=self.gen)
@@ -163,11 +163,6 @@ class PadaFused(Variant):
 
     def after_step(self, path):
         self.ps.record(path)
-
-    def step(self, x, y, idx, path):
-        self.draw()
-        self.step_common(x, y, path, lambda z, t: self.loss(z, t, idx))
-        self.after_step(path)
 
     def epoch_end(self):
         self.ps.set_epoch(self.epoch)
@@ -202,11 +197,6 @@ class PadaUnfused(Variant):
             self.seen_scores.append(g.norm(dim=1).cpu().numpy())
             self.seen_idx.append(idx.cpu().numpy())
         return loss
-
-    def step(self, x, y, idx, path):
-        self.draw()
-        self.step_common(x, y, path, lambda z, t: self.loss(z, t, idx))
-        self.after_step(path)
 
     def after_step(self, path):
         per_op = [0.0] * NUM_OPS
@@ -297,7 +287,7 @@ def bookkeeping(cls, base, x, y, batch, steps, seed, device, repeats=200):
 VARIANTS = {"spos": Spos, "pada_fused": PadaFused, "pada_unfused": PadaUnfused}
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="small")
     ap.add_argument("--threads", type=int, default=1)
@@ -309,6 +299,69 @@ def main():
         args.repeats = 1 if args.quick else 10
     if args.steps is None and args.quick:
         args.steps = 2
+    return args
+
+
+def time_epochs(variants, steps, repeats, device):
+    """ms per step of each variant's epochs: 2 warm-up epochs, then `repeats`
+    timed ones; every variant trains on the same seeded path sequence, and who
+    goes first rotates."""
+    path_gen = torch.Generator().manual_seed(123)
+
+    def paths():
+        return torch.randint(NUM_OPS, (steps, NUM_EDGES), generator=path_gen).tolist()
+
+    for _ in range(2):  # warm-up: allocator, caches, delta/tau become > 0
+        seq = paths()
+        for v in variants:
+            v.run_epoch(seq)
+    times = {v.name: [] for v in variants}
+    for r in range(repeats):
+        seq = paths()
+        order = variants[r % 3 :] + variants[: r % 3]  # rotate who goes first
+        for v in order:
+            sync(device)
+            t0 = time.perf_counter()
+            v.run_epoch(seq)
+            sync(device)
+            times[v.name].append((time.perf_counter() - t0) / steps * 1e3)
+    return times
+
+
+def epoch_table(times):
+    """Rows of the whole-epoch table (min and median against SPOS) and their JSON."""
+    spos_min, spos_med = min(times["spos"]), statistics.median(times["spos"])
+    rows, results = [], {}
+    for name, ts in times.items():
+        mn, md = min(ts), statistics.median(ts)
+        results[name] = {"ms_per_step_min": mn, "ms_per_step_median": md, "all": ts}
+        rows.append(
+            [
+                name,
+                f"{mn:.2f}",
+                f"{md:.2f}",
+                f"{100 * (mn / spos_min - 1):+.1f}%",
+                f"{100 * (md / spos_med - 1):+.1f}%",
+            ]
+        )
+    return rows, results
+
+
+def sampling_table(parts, spos_step_ms):
+    """Rows of the sampling-work table: each part, the total, and its excess over SPOS."""
+    rows = []
+    for name, p in parts.items():
+        extra = p["total"] - parts["spos"]["total"]
+        rows.append(
+            [name]
+            + [f"{p[k]:.0f}" for k in ("draw", "loss", "after_step", "epoch_end", "total")]
+            + [f"{extra:+.0f}", f"{100 * extra / (spos_step_ms * 1e3):+.2f}%"]
+        )
+    return rows
+
+
+def main():
+    args = parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     shape = SHAPES[args.shape]
@@ -324,39 +377,8 @@ def main():
         cls(name, copy.deepcopy(base), x, y, batch, epochs, seed=i)
         for i, (name, cls) in enumerate(VARIANTS.items())
     ]
-    path_gen = torch.Generator().manual_seed(123)
-
-    def paths():
-        return torch.randint(NUM_OPS, (steps, NUM_EDGES), generator=path_gen).tolist()
-
-    for _ in range(2):  # warm-up: allocator, caches, delta/tau become > 0
-        seq = paths()
-        for v in variants:
-            v.run_epoch(seq)
-    times = {v.name: [] for v in variants}
-    for r in range(args.repeats):
-        seq = paths()
-        order = variants[r % 3 :] + variants[: r % 3]  # rotate who goes first
-        for v in order:
-            sync(device)
-            t0 = time.perf_counter()
-            v.run_epoch(seq)
-            sync(device)
-            times[v.name].append((time.perf_counter() - t0) / steps * 1e3)
-    spos_min, spos_med = min(times["spos"]), statistics.median(times["spos"])
-    rows, results = [], {}
-    for name, ts in times.items():
-        mn, md = min(ts), statistics.median(ts)
-        results[name] = {"ms_per_step_min": mn, "ms_per_step_median": md, "all": ts}
-        rows.append(
-            [
-                name,
-                f"{mn:.2f}",
-                f"{md:.2f}",
-                f"{100 * (mn / spos_min - 1):+.1f}%",
-                f"{100 * (md / spos_med - 1):+.1f}%",
-            ]
-        )
+    times = time_epochs(variants, steps, args.repeats, device)
+    rows, results = epoch_table(times)
     image = "x".join(map(str, x.shape[1:]))
     print(
         f"{args.shape}: C={shape['channels']}, {shape['cells']} cells/stage, input {image} "
@@ -372,14 +394,6 @@ def main():
         for i, (name, cls) in enumerate(VARIANTS.items())
     }
     print("\nSampling work alone, us per step (min of many calls; epoch end amortised):")
-    rows = []
-    for name, p in parts.items():
-        extra = p["total"] - parts["spos"]["total"]
-        rows.append(
-            [name]
-            + [f"{p[k]:.0f}" for k in ("draw", "loss", "after_step", "epoch_end", "total")]
-            + [f"{extra:+.0f}", f"{100 * extra / (spos_min * 1e3):+.2f}%"]
-        )
     print_table(
         [
             "variant",
@@ -391,7 +405,7 @@ def main():
             "vs SPOS",
             "of SPOS step (min)",
         ],
-        rows,
+        sampling_table(parts, min(times["spos"])),
     )
     results["bookkeeping_us_per_step"] = parts
     path = write_json(
