@@ -237,17 +237,9 @@ class ImportanceSampler(Sampler[int]):
             # checked on the host, where the batch's indices are, before the copy
             if int(indices.min()) < 0 or int(indices.max()) >= self.n:
                 raise IndexError(f"an index is out of range for {self.n} samples")
-        negative = ops._negative_values(scores, self.scores.dtype)
-        if scores.device.type == "cpu":
-            bad = negative.nonzero()
-            if bad.numel():
-                j = int(bad[0, 0])
-                raise ValueError(
-                    f"ImportanceSampler.update: scores[{j}] = {float(scores[j])} (dataset index "
-                    f"{int(indices[j])}) is negative; scores must be >= 0"
-                )
-        else:  # no host sync: counted here, raised by set_epoch
-            self.negative += negative.sum()
+        if scores.device.type != "cpu":  # no host sync: counted here, raised by set_epoch
+            self.negative += ops._negative_values(scores, self.scores.dtype).sum()
+        dataset_indices = indices
         indices = to_device(indices, scores.device)
         if self.labels is not None:
             # An out-of-range index becomes key -1, which importance_update_ counts
@@ -255,7 +247,24 @@ class ImportanceSampler(Sampler[int]):
             valid = (indices >= 0) & (indices < self.n)
             keys = self.labels.index_select(0, indices.clamp(0, self.n - 1).long())
             indices = torch.where(valid, keys, -1)
-        ops.importance_update_(self.scores, self.visited, self.status, indices, scores, self.decay)
+        try:
+            # On CPU the op rejects a negative score before any change (one pass in C++).
+            ops.importance_update_(
+                self.scores, self.visited, self.status, indices, scores, self.decay
+            )
+        except ValueError:
+            self._raise_negative(dataset_indices, scores)
+            raise
+
+    def _raise_negative(self, indices, scores) -> None:
+        """The first negative score of a rejected batch, named by its dataset index."""
+        bad = ops._negative_values(scores, self.scores.dtype).nonzero()
+        if bad.numel():
+            j = int(bad[0, 0])
+            raise ValueError(
+                f"ImportanceSampler.update: scores[{j}] = {float(scores[j])} (dataset index "
+                f"{int(indices[j])}) is negative; scores must be >= 0"
+            ) from None
 
     def cross_entropy(self, logits, targets, indices, *, reweight: bool = False, **kwargs):
         """``F.cross_entropy(logits, targets, **kwargs)`` that also credits every

@@ -202,8 +202,12 @@ def importance_update_(
     if isinstance(index, torch.Tensor) and index.dtype == torch.int32:
         index = index.long()
     _check_importance_update_args(scores, visited, status, index, values, decay)
-    index, values = _screen_importance_values(scores, index, values)
     backend = _dispatch.resolve_backend("importance_update_", backend, scores.device)
+    if backend == "native" and values.device.type == "cpu" and not _compiling():
+        # The CPU kernel screens the values itself, in the pass that checks the indices.
+        torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))
+        return
+    index, values = _screen_importance_values(scores, index, values)
     if backend == "reference":
         _iu_reference.importance_update_(scores, visited, status, index, values, decay)
     elif backend == "triton":

@@ -630,6 +630,23 @@ def test_importance_update_checks_finiteness_in_the_tables_dtype(device, backend
     assert visited.tolist() == [True, False, False] and status.tolist() == [0, 2]
 
 
+def test_cpu_kernel_screens_values_itself():
+    """The compiled CPU kernel, called directly (no Python screening in front):
+    a negative value raises before any change, naming it; a float64 that is inf
+    as float32 is skipped and counted."""
+    scores, visited, status = fresh_table(4, "cpu")
+    index = torch.tensor([0, 1, 3])
+    with pytest.raises(ValueError, match=r"values\[2\] = -0.5 \(for index\[2\] = 3\) is neg"):
+        torch.ops.pada.importance_update_(
+            scores, visited, status, index, torch.tensor([1.0, 2.0, -0.5]), 0.5
+        )
+    assert not visited.any() and not scores.any() and not status.any()
+    values = torch.tensor([1.0, 1e39, -1e39], dtype=torch.float64)
+    torch.ops.pada.importance_update_(scores, visited, status, index, values, 0.5)
+    assert scores.tolist() == [1.0, 0.0, 0.0, 0.0] and status.tolist() == [0, 2]
+    assert visited.tolist() == [True, False, False, False]
+
+
 @requires_cuda
 def test_negative_scores_and_bad_indices_on_cuda_raise_at_set_epoch():
     s = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")

@@ -23,6 +23,15 @@ PADA_HD float importance_visit(float score, bool visited, double value, double d
 
 PADA_HD bool finite_value(double v) { return v - v == 0.0; }  // false for NaN and +-inf
 
+// A value the float32 table can take: finite once rounded to float32 (a float64
+// 1e39 is finite, yet inf as float32, and is skipped like any non-finite value).
+PADA_HD bool storable_value(double v) {
+  return finite_value(static_cast<double>(static_cast<float>(v)));
+}
+
+// A value that is rejected (raised on CPU, counted on CUDA): storable and < 0.
+PADA_HD bool negative_value(double v) { return storable_value(v) && v < 0.0; }
+
 // Step 1, entry i of the batch: true if index[i] does not occur before i. The
 // entry that owns a key is the only one that writes its table slot.
 PADA_HD bool first_occurrence(const int64_t* index, int64_t i) {
@@ -50,7 +59,7 @@ PADA_HD ImportanceSlot replay_visits(const int64_t* index, const V* values, int6
   for (int64_t j = i; j < n; ++j) {
     if (index[j] != key) continue;
     const double x = static_cast<double>(values[j]);
-    if (!finite_value(x)) {
+    if (!storable_value(x)) {
       ++slot.skipped;
       continue;
     }
