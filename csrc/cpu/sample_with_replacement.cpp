@@ -21,8 +21,8 @@
 #include <omp.h>
 #endif
 
-#include "../host/sample_with_replacement.h"
 #include "../common/sample_with_replacement.h"
+#include "../host/sample_with_replacement.h"
 #include "philox_simd.h"
 
 namespace pada {

@@ -15,8 +15,8 @@
 
 #include <algorithm>
 
-#include "../host/importance_update.h"
 #include "../common/importance_update.h"
+#include "../host/importance_update.h"
 
 namespace pada {
 namespace {

@@ -23,8 +23,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "../host/sample_with_replacement.h"
 #include "../common/sample_with_replacement_warp.h"
+#include "../host/sample_with_replacement.h"
 
 namespace pada {
 namespace {
