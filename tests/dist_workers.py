@@ -7,7 +7,7 @@ import torch.distributed as dist
 
 
 def importance_sampler_worker(rank, world, init_file, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    _init(rank, world, init_file)
     try:
         from pada_ext import ImportanceSampler
 
@@ -28,11 +28,10 @@ def importance_sampler_worker(rank, world, init_file, out_dir):
             },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
-        # Both ranks done before teardown: gloo can abort a process whose peer
-        # destroys the group while its own threads still run.
-        dist.barrier()
+        _meet(out_dir, rank, world)
     finally:
         dist.destroy_process_group()
+    _exit_now()
 
 
 def _init(rank, world, init_file, backend="gloo"):
@@ -46,6 +45,32 @@ def _init(rank, world, init_file, backend="gloo"):
         world_size=world,
         timeout=datetime.timedelta(seconds=20),
     )
+
+
+def _meet(out_dir, rank, world, name="teardown"):
+    """Waits until every rank got here, through files: a group restricted to CUDA
+    has no CPU barrier, and gloo can abort a process (SIGABRT, "terminate called
+    without an active exception") whose peer destroys the group while its own
+    threads still run."""
+    import time
+
+    open(os.path.join(out_dir, f"{name}.{rank}"), "w").close()
+    deadline = time.monotonic() + 60
+    while not all(os.path.exists(os.path.join(out_dir, f"{name}.{r}")) for r in range(world)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rank {rank}: the other ranks never reached {name!r}")
+        time.sleep(0.01)
+
+
+def _exit_now():
+    """Ends a worker that finished its work: gloo's threads can still abort the
+    interpreter's own shutdown (seen 1 run in 5 with a "cpu:gloo" group), which
+    os._exit skips. Only reached on success, so errors still reach the test."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def agreed_error_worker(rank, world, init_file, out_dir, counter):
@@ -70,6 +95,7 @@ def agreed_error_worker(rank, world, init_file, out_dir, counter):
         torch.save({"outcome": outcome}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
+    _exit_now()
 
 
 def collective_device_worker(rank, world, init_file, out_dir, backend):
@@ -113,5 +139,39 @@ def collective_device_worker(rank, world, init_file, out_dir, backend):
             result["path_seed"] = paths.seed
             result["path_probs"] = paths.probabilities
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        _meet(out_dir, rank, world)
     finally:
         dist.destroy_process_group()
+    _exit_now()
+
+
+def path_sampler_worker(rank, world, init_file, out_dir):
+    """PathSampler on two ranks with different data: one seed, one path per step,
+    scores merged before the update."""
+    _init(rank, world, init_file)
+    try:
+        from pada_nas.nb201 import Supernet
+
+        from pada_ext import PathSampler
+
+        torch.manual_seed(100 + rank)  # different data on each rank
+        model = Supernet(channels=4, cells=1, num_classes=3)
+        sampler = PathSampler(model.decisions(), delta=1.0, rule="mean", seed=None)
+        sampler.set_epoch(0)
+        paths = []
+        for _ in range(4):
+            path = sampler.sample()
+            paths.append(path)
+            model.zero_grad()
+            model(torch.randn(4, 3, 8, 8), path).square().mean().backward()
+            sampler.record(path)
+        local = sampler.scores.clone()
+        sampler.set_epoch(1)
+        torch.save(
+            {"paths": paths, "local": local, "probs": sampler.probabilities, "seed": sampler.seed},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
+        _meet(out_dir, rank, world)
+    finally:
+        dist.destroy_process_group()
+    _exit_now()

@@ -217,7 +217,7 @@ def test_same_seed_same_paths_and_state_dict_resume():
 
 def test_two_processes_on_gloo(tmp_path):
     mp.spawn(
-        __import__("dist_path_worker").path_sampler_worker,
+        __import__("dist_workers").path_sampler_worker,
         args=(2, str(tmp_path / "init"), str(tmp_path)),
         nprocs=2,
         join=True,
