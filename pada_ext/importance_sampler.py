@@ -248,10 +248,21 @@ class ImportanceSampler(Sampler[int]):
             keys = self.labels.index_select(0, indices.clamp(0, self.n - 1).long())
             indices = torch.where(valid, keys, -1)
         try:
-            # On CPU the op rejects a negative score before any change (one pass in C++).
-            ops.importance_update_(
-                self.scores, self.visited, self.status, indices, scores, self.decay
-            )
+            if scores.device.type == "cpu" and not ops._compiling():
+                # The table is ours and the batch checked above: the compiled op's own
+                # checks suffice, and it rejects a negative score before any change.
+                torch.ops.pada.importance_update_(
+                    self.scores,
+                    self.visited,
+                    self.status,
+                    indices.long(),
+                    scores,
+                    float(self.decay),
+                )
+            else:
+                ops.importance_update_(
+                    self.scores, self.visited, self.status, indices, scores, self.decay
+                )
         except ValueError:
             self._raise_negative(dataset_indices, scores)
             raise
