@@ -34,7 +34,7 @@ def has_native_kernel(op: str, dispatch_key: str) -> bool:
 
 def resolve_backend(op: str, backend, device: torch.device) -> str:
     """The backend that serves `op` on `device`: `backend` if given, else the best one."""
-    if backend is None or backend == "auto":
+    if backend is None:
         if device.type == "cpu":
             return "native"
         if device.type == "cuda":

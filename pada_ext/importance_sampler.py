@@ -127,7 +127,6 @@ class ImportanceSampler(Sampler[int]):
         if not 0.0 <= self.decay < 1.0 or (rule == "ema" and self.decay == 0.0):
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.epochs = epochs
-        self._tau_spec = tau
         self._tau = make_schedule(tau, epochs, "tau")
         if granularity not in ("item", "class"):
             raise ValueError(f"granularity must be 'item' or 'class', got {granularity!r}")

@@ -260,7 +260,7 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     group_index, values = _args.index_arg(op, "group_index", group_index)
     num_groups = _args.int_arg(op, "num_groups", num_groups)
     squared = _args.bool_arg(op, "squared", squared)
-    if not tensors and backend not in ("native", None, "auto"):
+    if not tensors and backend not in ("native", None):
         # Nothing to launch, and no device to launch on: zeros on the CPU for
         # every backend (the Triton one could not run on CPU tensors).
         if backend not in _dispatch.BACKENDS:

@@ -506,3 +506,14 @@ def test_triton_aot_compiles_for_sm90():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("tensors", [[], [torch.ones(2)]], ids=["empty", "one"])
+def test_backend_auto_is_not_a_backend(tensors):
+    """backend="auto" was accepted as an undocumented alias of None; only the
+    documented names are accepted now, on every op."""
+    index = [0] * len(tensors)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ops.grouped_grad_norm(tensors, index, 1, backend="auto")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ops.sample_with_replacement(torch.ones(3), 2, backend="auto")
