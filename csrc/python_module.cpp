@@ -1,10 +1,49 @@
 // Makes the shared library importable as pada_ext._C; importing it runs the
-// static TORCH_LIBRARY registrations. No Python bindings live here.
+// static TORCH_LIBRARY registrations. Its only attributes are the numeric codes
+// shared with Python, so that tests/test_codes.py can compare them with
+// pada_ext/_codes.py.
 #include <Python.h>
+
+#include "common/cross_entropy_with_grad_norm.h"
+#include "common/grouped_grad_norm.h"
+#include "common/importance_update.h"
+
+namespace {
+
+struct Code {
+  const char* name;
+  long value;
+};
+
+constexpr Code kCodes[] = {
+    {"STATUS_OUT_OF_RANGE", pada::kStatusOutOfRange},
+    {"STATUS_NONFINITE", pada::kStatusNonFinite},
+    {"STATUS_SIZE", pada::kStatusSize},
+    {"REDUCTION_NONE", pada::xent::kReduceNone},
+    {"REDUCTION_MEAN", pada::xent::kReduceMean},
+    {"REDUCTION_SUM", pada::xent::kReduceSum},
+    {"GROUPED_NORM_CHUNK", pada::gnorm::kChunk},
+    {"GROUPED_NORM_DTYPE_FLOAT32", pada::gnorm::kF32},
+    {"GROUPED_NORM_DTYPE_FLOAT16", pada::gnorm::kF16},
+    {"GROUPED_NORM_DTYPE_BFLOAT16", pada::gnorm::kBF16},
+    {"GROUPED_NORM_FINISH_NORM", pada::gnorm::kNorm},
+    {"GROUPED_NORM_FINISH_SQUARED", pada::gnorm::kSquared},
+    {"GROUPED_NORM_FINISH_ACCUMULATE", pada::gnorm::kAccumulate},
+};
+
+}  // namespace
 
 extern "C" {
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* m = PyModule_Create(&module_def);
+  if (m == nullptr) return nullptr;
+  for (const Code& c : kCodes) {
+    if (PyModule_AddIntConstant(m, c.name, c.value) != 0) {
+      Py_DECREF(m);
+      return nullptr;
+    }
+  }
+  return m;
 }
 }

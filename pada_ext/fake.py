@@ -3,7 +3,10 @@ torch.compile and torch.export can trace through them without running them."""
 
 import torch
 
-from . import _grouped_grad_norm_autograd  # noqa: F401  (registers the gradient)
+from . import (
+    _codes,
+    _grouped_grad_norm_autograd,  # noqa: F401  (registers the gradient)
+)
 from . import _grouped_grad_norm_checks as _ggn_checks
 from . import _sample_with_replacement_checks as _swr_checks
 
@@ -68,7 +71,7 @@ def xent_check_args(op, logits, target, reduction, label_smoothing):
         lambda: f"{op}: target is on {target.device} but logits are on {logits.device}",
     )
     torch._check_value(
-        reduction in (0, 1, 2),
+        reduction in _codes.REDUCTION.values(),
         lambda: f"{op}: reduction must be 0 (none), 1 (mean) or 2 (sum), got {reduction}",
     )
     torch._check_value(
@@ -87,7 +90,7 @@ def xent_check_bwd_args(grad_loss, logits, target, lse, reduction, label_smoothi
         lambda: f"{op}: lse must be [{n}, 2], got {list(lse.shape)}",
     )
     torch._check_type(lse.dtype == torch.float32, lambda: f"{op}: lse must be float32")
-    if reduction == 0:
+    if reduction == _codes.REDUCTION_NONE:
         torch._check_value(
             grad_loss.dim() == 1 and grad_loss.shape[0] == n,
             lambda: (
@@ -117,7 +120,7 @@ def xent_fwd_fake(logits, target, reduction, ignore_index, label_smoothing):
     """(loss, grad_norm, lse): loss [N] (reduction none) or [] in the logits' dtype."""
     xent_check_args("cross_entropy_with_grad_norm_fwd", logits, target, reduction, label_smoothing)
     n = logits.shape[0]
-    loss = logits.new_empty((n,) if reduction == 0 else ())
+    loss = logits.new_empty((n,) if reduction == _codes.REDUCTION_NONE else ())
     grad_norm = logits.new_empty((n,), dtype=torch.float32)
     return loss, grad_norm, logits.new_empty((n, 2), dtype=torch.float32)  # lse: (max, log s)
 

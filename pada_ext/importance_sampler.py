@@ -9,7 +9,7 @@ from typing import Optional, Union
 import torch
 from torch.utils.data import Sampler
 
-from . import _distributed, ops
+from . import _codes, _distributed, ops
 from ._transfer import to_device
 from .schedules import ScheduleSpec, check_epoch, make_schedule
 
@@ -169,7 +169,7 @@ class ImportanceSampler(Sampler[int]):
         self._placed = device is not None
         self.scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
         self.visited = torch.zeros(table_size, dtype=torch.bool, device=dev)
-        self.status = torch.zeros(2, dtype=torch.int64, device=dev)
+        self.status = torch.zeros(_codes.STATUS_SIZE, dtype=torch.int64, device=dev)
         self.negative = torch.zeros((), dtype=torch.int64, device=dev)  # CUDA: counted, raised late
         # The scores the current epoch draws from, frozen by set_epoch.
         self.epoch_scores = torch.zeros(table_size, dtype=torch.float32, device=dev)
@@ -305,7 +305,7 @@ class ImportanceSampler(Sampler[int]):
     @property
     def skipped_scores(self) -> int:
         """How many non-finite scores were skipped so far (a host sync)."""
-        return int(self.status[1])
+        return int(self.status[_codes.STATUS_NONFINITE])
 
     # -- epochs ------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -322,7 +322,7 @@ class ImportanceSampler(Sampler[int]):
         tau = self._tau(epoch)
         # On CUDA the kernel counts an out-of-range index, and a negative value
         # (whose index ops.importance_update_ masks), in status[0].
-        flags = torch.stack([self.status[0], self.negative])
+        flags = torch.stack([self.status[_codes.STATUS_OUT_OF_RANGE], self.negative])
         flags = _distributed.merge_visited_mean(self.scores, self.visited, flags)
         rejected, negative = (int(v) for v in flags.tolist())  # the epoch's host sync
         if negative > 0:

@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-from . import _args, _dispatch
+from . import _args, _codes, _dispatch
 from . import _cross_entropy_composite as _xent_composite
 from . import _grouped_grad_norm_checks as _ggn_checks
 from .reference import cross_entropy_with_grad_norm as _xent_reference
@@ -339,7 +339,6 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
 _XENT = "cross_entropy_with_grad_norm"
 _XENT_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _XENT_INDEX_DTYPES = (torch.int64, torch.int32, torch.uint8)  # torch takes int64, uint8
-_XENT_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}  # as at::Reduction
 
 
 def _autocast_enabled(device_type):
@@ -360,9 +359,9 @@ def _xent_normalise(logits, target, weight, reduction, ignore_index, label_smoot
             raise TypeError(f"{_XENT}: {name} must be a Tensor, got {type(v).__name__}")
     if weight is not None and not isinstance(weight, torch.Tensor):
         raise TypeError(f"{_XENT}: weight must be a Tensor or None, got {type(weight).__name__}")
-    if not isinstance(reduction, str) or reduction not in _XENT_REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in _codes.REDUCTION:
         raise ValueError(
-            f"{_XENT}: reduction must be one of {tuple(_XENT_REDUCTIONS)}, got {reduction!r}"
+            f"{_XENT}: reduction must be one of {tuple(_codes.REDUCTION)}, got {reduction!r}"
         )
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"{_XENT}: ignore_index must be an int, got {ignore_index!r}")
@@ -504,7 +503,7 @@ def cross_entropy_with_grad_norm(
         else:  # differentiable through a C++ autograd kernel (csrc/autograd/)
             fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd.default
         loss, grad_norm, _ = fwd(
-            logits, target, _XENT_REDUCTIONS[reduction], int(ignore_index), label_smoothing
+            logits, target, _codes.REDUCTION[reduction], int(ignore_index), label_smoothing
         )
         if len(sample_shape) != 1:
             grad_norm = grad_norm.reshape(sample_shape)

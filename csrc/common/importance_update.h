@@ -15,6 +15,11 @@
 
 namespace pada {
 
+// The counters of the status tensor (pada_ext/_codes.py names them too).
+constexpr int kStatusOutOfRange = 0;  // indices outside the table (counted on CUDA)
+constexpr int kStatusNonFinite = 1;   // values not finite as float32, skipped
+constexpr int kStatusSize = 2;
+
 PADA_HD float importance_visit(float score, bool visited, double value, double decay) {
   if (!visited) return static_cast<float>(value);
   return static_cast<float>(

@@ -46,7 +46,7 @@ void importance_update_cpu(at::Tensor& scores, at::Tensor& visited, at::Tensor& 
           vp[ip[i]] = true;
         }
       });
-  status.data_ptr<int64_t>()[1] += skipped;
+  status.data_ptr<int64_t>()[kStatusNonFinite] += skipped;
 }
 
 }  // namespace

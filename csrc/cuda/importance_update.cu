@@ -34,7 +34,7 @@ __global__ void importance_update_kernel(float* __restrict__ scores, bool* __res
        i += stride) {
     const int64_t key = index[i];
     if (key < 0 || key >= size) {
-      atomicAdd(status, 1ull);
+      atomicAdd(status + kStatusOutOfRange, 1ull);
       continue;
     }
     if (!first_occurrence(index, i)) continue;
@@ -42,7 +42,8 @@ __global__ void importance_update_kernel(float* __restrict__ scores, bool* __res
         replay_visits(index, values, n, i, ImportanceSlot{scores[key], visited[key], 0}, decay);
     scores[key] = slot.score;
     visited[key] = slot.visited;
-    if (slot.skipped) atomicAdd(status + 1, static_cast<unsigned long long>(slot.skipped));
+    if (slot.skipped)
+      atomicAdd(status + kStatusNonFinite, static_cast<unsigned long long>(slot.skipped));
   }
 }
 

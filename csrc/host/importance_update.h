@@ -4,6 +4,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "../common/importance_update.h"
+
 namespace pada {
 
 inline void check_importance_update_args(const at::Tensor& scores, const at::Tensor& visited,
@@ -14,7 +16,7 @@ inline void check_importance_update_args(const at::Tensor& scores, const at::Ten
   TORCH_CHECK_VALUE(
       visited.dim() == 1 && visited.scalar_type() == at::kBool && visited.numel() == scores.numel(),
       "importance_update_: visited must be a bool tensor shaped like scores");
-  TORCH_CHECK_VALUE(status.numel() == 2 && status.scalar_type() == at::kLong,
+  TORCH_CHECK_VALUE(status.numel() == kStatusSize && status.scalar_type() == at::kLong,
                     "importance_update_: status must be a two-element int64 tensor");
   TORCH_CHECK_VALUE(scores.is_contiguous() && visited.is_contiguous() && status.is_contiguous(),
                     "importance_update_: scores, visited and status must be contiguous");

@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from .. import _codes
+
 
 def importance_update_(scores, visited, status, index, values, decay):
     size = scores.numel()
@@ -16,7 +18,7 @@ def importance_update_(scores, visited, status, index, values, decay):
             )
     for k, v in zip(idx, values.double().tolist()):
         if not math.isfinite(v):
-            status[1] += 1
+            status[_codes.STATUS_NONFINITE] += 1
             continue
         if bool(visited[k]):
             s = float(scores[k])

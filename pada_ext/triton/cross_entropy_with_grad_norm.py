@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _codes
 from ..fake import xent_bwd_fake, xent_check_args, xent_check_bwd_args, xent_fwd_fake
 from . import device_guard
 
@@ -165,7 +166,7 @@ def _rows(logits):
     return logits if logits.shape[1] <= 1 or logits.stride(1) == 1 else logits.contiguous()
 
 
-_NONE, _MEAN = 0, 1  # reduction codes, as at::Reduction (2 is sum)
+_NONE, _MEAN = _codes.REDUCTION_NONE, _codes.REDUCTION_MEAN
 
 
 @torch.library.custom_op("pada_triton::cross_entropy_with_grad_norm_fwd", mutates_args=())

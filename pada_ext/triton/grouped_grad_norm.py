@@ -21,15 +21,16 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _codes
 from .. import _grouped_grad_norm_autograd as _autograd
 from .. import _grouped_grad_norm_checks as _checks
 from . import device_guard
 
-CHUNK = 1 << 16  # elements per program, as kChunk in the C++ kernels
+CHUNK = _codes.GROUPED_NORM_CHUNK  # elements per program
 BLOCK = 1024  # elements per loop step of a chunk program
 GROUP_BLOCK = 256  # partials per loop step of a group program
-_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
-_FINISH = {"norm": 0, "squared": 1, "accumulate": 2}
+_CODE = _codes.GROUPED_NORM_DTYPE
+_FINISH = _codes.GROUPED_NORM_FINISH
 
 
 def _op_tags():

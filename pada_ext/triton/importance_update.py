@@ -16,9 +16,12 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _codes
 from . import device_guard
 
 BLOCK = 256  # indices compared per step of the first-occurrence search
+_OUT_OF_RANGE = tl.constexpr(_codes.STATUS_OUT_OF_RANGE)
+_NONFINITE = tl.constexpr(_codes.STATUS_NONFINITE)
 
 
 @triton.jit
@@ -36,7 +39,7 @@ def importance_update_kernel(
     i = tl.program_id(0).to(tl.int64)
     key = tl.load(index_ptr + i)
     if (key < 0) | (key >= size):
-        tl.atomic_add(status_ptr, 1)
+        tl.atomic_add(status_ptr + _OUT_OF_RANGE, 1)
     else:
         earlier = tl.zeros([], tl.int32)
         start = tl.zeros([], tl.int64)
@@ -64,7 +67,7 @@ def importance_update_kernel(
             tl.store(scores_ptr + key, s)
             tl.store(visited_ptr + key, seen.to(tl.uint8))
             if skipped > 0:
-                tl.atomic_add(status_ptr + 1, skipped)
+                tl.atomic_add(status_ptr + _NONFINITE, skipped)
 
 
 @torch.library.custom_op(
