@@ -32,6 +32,12 @@ def has_native_kernel(op: str, dispatch_key: str) -> bool:
     return _has_native_kernel(op, dispatch_key)
 
 
+def compiling() -> bool:
+    """Whether torch.compile is tracing (no data-dependent Python branches then)."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and getattr(compiler, "is_compiling", lambda: False)())
+
+
 def resolve_backend(op: str, backend, device: torch.device) -> str:
     """The backend that serves `op` on `device`: `backend` if given, else the best one."""
     if backend is None:

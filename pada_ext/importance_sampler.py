@@ -9,8 +9,9 @@ from typing import Optional, Union
 import torch
 from torch.utils.data import Sampler
 
-from . import _codes, _distributed, ops
+from . import _codes, _dispatch, _distributed, ops
 from ._transfer import to_device
+from .ops._importance_update import negative_values
 from .schedules import ScheduleSpec, check_epoch, make_schedule
 
 RULES = {
@@ -237,7 +238,7 @@ class ImportanceSampler(Sampler[int]):
             if int(indices.min()) < 0 or int(indices.max()) >= self.n:
                 raise IndexError(f"an index is out of range for {self.n} samples")
         if scores.device.type != "cpu":  # no host sync: counted here, raised by set_epoch
-            self.negative += ops._negative_values(scores, self.scores.dtype).sum()
+            self.negative += negative_values(scores, self.scores.dtype).sum()
         dataset_indices = indices
         indices = to_device(indices, scores.device)
         if self.labels is not None:
@@ -247,7 +248,7 @@ class ImportanceSampler(Sampler[int]):
             keys = self.labels.index_select(0, indices.clamp(0, self.n - 1).long())
             indices = torch.where(valid, keys, -1)
         try:
-            if scores.device.type == "cpu" and not ops._compiling():
+            if scores.device.type == "cpu" and not _dispatch.compiling():
                 # The table is ours and the batch checked above: the compiled op's own
                 # checks suffice, and it rejects a negative score before any change.
                 torch.ops.pada.importance_update_(
@@ -268,7 +269,7 @@ class ImportanceSampler(Sampler[int]):
 
     def _raise_negative(self, indices, scores) -> None:
         """The first negative score of a rejected batch, named by its dataset index."""
-        bad = ops._negative_values(scores, self.scores.dtype).nonzero()
+        bad = negative_values(scores, self.scores.dtype).nonzero()
         if bad.numel():
             j = int(bad[0, 0])
             raise ValueError(

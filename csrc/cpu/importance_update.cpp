@@ -2,7 +2,7 @@
 // repeated indices are applied exactly as a sequential loop would apply them.
 // A batch is a few hundred entries: one thread, no parallel region to wake.
 // Negative values and out-of-range indices raise here, naming the first one,
-// before any change (the other backends screen them in pada_ext/ops.py).
+// before any change (the other backends screen them in pada_ext/ops/_importance_update.py).
 #include "../common/importance_update.h"
 
 #include <ATen/Dispatch.h>
