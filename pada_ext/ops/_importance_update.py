@@ -8,7 +8,7 @@ import numbers
 
 import torch
 
-from .. import _dispatch
+from .. import _codes, _dispatch
 from ..reference import importance_update as _iu_reference
 
 _IU = "importance_update_"
@@ -32,7 +32,7 @@ def _check_importance_update_args(scores, visited, status, index, values, decay)
         raise ValueError("importance_update_: scores must be a contiguous 1-D float32 tensor")
     if visited.shape != scores.shape or visited.dtype != torch.bool:
         raise ValueError("importance_update_: visited must be a bool tensor shaped like scores")
-    if status.numel() != 2 or status.dtype != torch.int64:
+    if status.numel() != _codes.STATUS_SIZE or status.dtype != torch.int64:
         raise ValueError("importance_update_: status must be a two-element int64 tensor")
     if index.dtype != torch.int64:
         raise TypeError(f"{_IU}: index must be int64 (or int32), got {index.dtype}")
