@@ -265,9 +265,10 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
                   uint64_t* table) {
   const int64_t L = int64_t{1} << layout.log_block;
   std::vector<int64_t> bad(layout.num_blocks, std::numeric_limits<int64_t>::max());
-  // A block of 4096 slots takes ~15 us: chunks of 32 blocks (~0.5 ms) keep
-  // small inputs on one thread, where waking a second one costs more.
-  constexpr int64_t kBlocksPerChunk = 32;
+  // A block of 4096 slots takes ~20 us: chunks of 4 blocks (~80 us) are
+  // long next to waking a second thread (~10 us), and short enough that
+  // N = 1e5 (25 blocks) is built on both threads, evenly.
+  constexpr int64_t kBlocksPerChunk = 4;
   const int64_t chunks = (layout.num_blocks + kBlocksPerChunk - 1) / kBlocksPerChunk;
 #ifdef PADA_HAVE_AVX2_PATH
   // Blocks of 8 slots or more whose scale n / mass is finite; others (tiny
@@ -339,8 +340,9 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
 #else
   const auto draw = &draw_range;
 #endif
-  // ~10 ns a draw: chunks of 32768 draws are ~0.3 ms of work.
-  constexpr int64_t kDrawsPerChunk = 32768;
+  // ~4 ns a draw: chunks of 8192 draws are ~30 us of work, so that the
+  // threads finish together even at N = 1e5 (a multiple of kVecChunk).
+  constexpr int64_t kDrawsPerChunk = 8192;
   for_each_chunk((num_samples + kDrawsPerChunk - 1) / kDrawsPerChunk, [&](int64_t c) {
     const int64_t s0 = c * kDrawsPerChunk;
     draw(s0, std::min(num_samples, s0 + kDrawsPerChunk), key, layout, top_thr.data(),
