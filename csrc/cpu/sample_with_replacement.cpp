@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #if defined(__linux__)
@@ -78,6 +79,58 @@ TableBuffer alloc_table(int64_t num_slots) {
   advise_huge_pages(p, bytes);
   return TableBuffer(static_cast<uint64_t*>(p));
 }
+
+// The table's memory is kept for the next call, up to kCachedTableBytes: a
+// first touch of fresh memory costs a page fault per 4 KiB page (~1-2 us in
+// a VM), which at N = 1e5-1e6 took as long as building the table, and a
+// sampler calls the op at one N every epoch. A call that finds the cached
+// buffer taken (by a concurrent call) or too small allocates its own; on
+// return the larger of the two is kept.
+constexpr size_t kCachedTableBytes = size_t{64} << 20;
+
+struct TableCache {
+  std::mutex mutex;
+  TableBuffer buffer;  // guarded by mutex
+  size_t bytes = 0;
+};
+
+TableCache& table_cache() {
+  static TableCache cache;
+  return cache;
+}
+
+class TableLease {
+ public:
+  explicit TableLease(int64_t num_slots)
+      : bytes_(static_cast<size_t>(num_slots) * sizeof(uint64_t)) {
+    TableCache& cache = table_cache();
+    {
+      std::lock_guard<std::mutex> lock(cache.mutex);
+      if (cache.buffer && cache.bytes >= bytes_) {
+        buffer_ = std::move(cache.buffer);
+        bytes_ = cache.bytes;
+        return;
+      }
+    }
+    buffer_ = alloc_table(num_slots);
+  }
+  ~TableLease() {
+    if (bytes_ > kCachedTableBytes) return;
+    TableCache& cache = table_cache();
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    if (!cache.buffer || cache.bytes < bytes_) {
+      cache.buffer = std::move(buffer_);
+      cache.bytes = bytes_;
+    }
+  }
+  TableLease(const TableLease&) = delete;
+  TableLease& operator=(const TableLease&) = delete;
+  uint64_t* get() const { return buffer_.get(); }
+
+ private:
+  TableBuffer buffer_;
+  size_t bytes_;
+};
 
 // Draws in chunks of 64: the slots of a whole chunk are located and
 // prefetched before any is read, so each random cache miss has ~64 draws of
@@ -214,18 +267,39 @@ void draw_range_avx512(int64_t begin, int64_t end, uint64_t seed, const swr::Lay
 }
 #endif
 
-// swr::build_block's partition with AVX-512: slot masses eight at a time,
-// then the light and heavy slot numbers compress-stored, which keeps both
-// lists in slot order; the sweep is the shared one. The same products and
-// the same lists, so the same table.
+// Scratch of one block build, left uninitialised: every entry read is written first.
+struct BlockScratch {
+  explicit BlockScratch(int64_t L)
+      : p(new double[L]),
+        light_step(new double[L]),
+        light(new uint32_t[L]),
+        heavy(new uint32_t[L]),
+        light_entry(new uint64_t[L]) {}
+  std::unique_ptr<double[]> p, light_step;
+  std::unique_ptr<uint32_t[]> light, heavy;
+  std::unique_ptr<uint64_t[]> light_entry;
+};
+
+// swr::build_block with AVX-512: slot masses eight at a time, the light and
+// heavy slot numbers compress-stored (which keeps both lists in slot order),
+// and for each light slot i what its step of the sweep needs, computed ahead
+// in vector registers: local_threshold(p(i)) << kLocalAliasBits (only the
+// alias is left to add) and add_rn(p(i), -1.0). The sweep below is
+// swr::alias_sweep restated with those two precomputed; the same products,
+// lists and sums, so the same table (the digest tests pin it).
 template <typename T>
 __attribute__((target(PADA_AVX512_TARGET), flatten)) void build_block_avx512(
-    const T* w, int64_t len, int log_block, double mass, uint64_t* table, double* p,
-    uint32_t* light, uint32_t* heavy) {
+    const T* w, int64_t len, int log_block, double mass, uint64_t* table, BlockScratch& sc) {
   const int64_t L = int64_t{1} << log_block;
   const double scale = static_cast<double>(L) / mass;
+  double* p = sc.p.get();
+  double* light_step = sc.light_step.get();
+  uint32_t* light = sc.light.get();
+  uint32_t* heavy = sc.heavy.get();
+  uint64_t* light_entry = sc.light_entry.get();
   const __m512d vscale = _mm512_set1_pd(scale);
   const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d two52 = _mm512_set1_pd(4503599627370496.0);
   const __m256i step = _mm256_set1_epi32(8);
   __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   int64_t nl = 0, nh = 0;
@@ -241,16 +315,52 @@ __attribute__((target(PADA_AVX512_TARGET), flatten)) void build_block_avx512(
     const __m512d pk = _mm512_mul_pd(wk, vscale);
     _mm512_storeu_pd(p + k, pk);
     const __mmask8 is_light = _mm512_cmp_pd_mask(pk, one, _CMP_LT_OQ);
+    // local_threshold of a light slot (p < 1): 0 unless p > 0, else the
+    // truncated p * 2^52, which is below kLocalFull + 1.
+    const __mmask8 positive = _mm512_cmp_pd_mask(pk, _mm512_setzero_pd(), _CMP_GT_OQ);
+    const __m512i thr = _mm512_maskz_cvttpd_epu64(positive, _mm512_mul_pd(pk, two52));
+    _mm512_mask_compressstoreu_epi64(light_entry + nl, is_light,
+                                     _mm512_slli_epi64(thr, swr::kLocalAliasBits));
+    _mm512_mask_compressstoreu_pd(light_step + nl, is_light,
+                                  _mm512_add_pd(pk, _mm512_set1_pd(-1.0)));
     _mm256_mask_compressstoreu_epi32(light + nl, is_light, idx);
     _mm256_mask_compressstoreu_epi32(heavy + nh, static_cast<__mmask8>(~is_light), idx);
     nl += __builtin_popcount(is_light);
     nh += 8 - __builtin_popcount(is_light);
     idx = _mm256_add_epi32(idx, step);
   }
-  swr::block_sweep(
-      nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
-      [&](int64_t i) -> int64_t { return heavy[i]; }, [&](int64_t k) -> double { return p[k]; },
-      table);
+  if (nh == 0) {  // rounding only: the shared sweep's special case
+    swr::block_sweep(
+        nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
+        [&](int64_t i) -> int64_t { return heavy[i]; }, [&](int64_t k) -> double { return p[k]; },
+        table);
+    return;
+  }
+  int64_t li = 0, hi = 0;
+  int64_t j = heavy[0];
+  double r = p[j];
+  while (true) {
+    if (r < 1.0) {
+      if (hi + 1 >= nh) break;
+      const int64_t jn = heavy[hi + 1];
+      table[j] = swr::local_entry(r, jn);
+      r = add_rn(p[jn], add_rn(r, -1.0));
+      j = jn;
+      ++hi;
+    } else {
+      if (li >= nl) break;
+      table[light[li]] = light_entry[li] | static_cast<uint64_t>(j);
+      r = add_rn(r, light_step[li]);
+      ++li;
+    }
+  }
+  // The shared sweep's ending: what is left keeps its own slot.
+  table[j] = swr::local_entry(1.0, j);
+  for (int64_t h = hi + 1; h < nh; ++h) table[heavy[h]] = swr::local_entry(1.0, heavy[h]);
+  for (; li < nl; ++li) {
+    const int64_t i = light[li];
+    table[i] = p[i] > 0.0 ? swr::local_entry(1.0, i) : swr::local_entry(0.0, j);
+  }
 }
 
 template <typename T>
@@ -280,7 +390,7 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
   for_each_chunk(chunks, [&](int64_t c) {
     std::vector<double> p(L);
     std::vector<uint16_t> light(L), heavy(L);
-    std::vector<uint32_t> light32(vec ? L : 0), heavy32(vec ? L : 0);
+    std::unique_ptr<BlockScratch> scratch(vec ? new BlockScratch(L) : nullptr);
     const int64_t b1 = std::min(layout.num_blocks, (c + 1) * kBlocksPerChunk);
     for (int64_t b = c * kBlocksPerChunk; b < b1; ++b) {
       const int64_t len = std::min(L, layout.n - b * L);
@@ -291,8 +401,7 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
         const double scale = static_cast<double>(L) / mass[b];
         if (mass[b] > 0.0 && scale <= std::numeric_limits<double>::max()) {
           if (local_bad != std::numeric_limits<int64_t>::max()) bad[b] = b * L + local_bad;
-          build_block_avx512(w + b * L, len, layout.log_block, mass[b], table + b * L, p.data(),
-                             light32.data(), heavy32.data());
+          build_block_avx512(w + b * L, len, layout.log_block, mass[b], table + b * L, *scratch);
           continue;
         }
       } else
@@ -315,7 +424,7 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   const int64_t num_slots = layout.num_blocks << layout.log_block;
 
   std::vector<double> mass(layout.num_blocks);
-  TableBuffer table = alloc_table(num_slots);
+  const TableLease table(num_slots);
   uint64_t* table_ptr = table.get();
   int64_t first_bad = 0;
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "sample_with_replacement_cpu", [&] {
