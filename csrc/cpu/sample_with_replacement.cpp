@@ -69,6 +69,23 @@ void advise_huge_pages(void* p, size_t bytes) {
 #endif
 }
 
+// Maps the pages of [p, p + bytes) for writing in one system call, where the
+// kernel has MADV_POPULATE_WRITE (Linux 5.14): in a VM a first touch costs
+// ~2 us a 4 KiB page when taken one fault at a time, about half that in bulk.
+// Called per chunk, so the threads populate their own ranges in parallel.
+void populate_for_write(void* p, size_t bytes) {
+#if defined(__linux__)
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE, absent from older headers
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(kPage - 1);
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p) + bytes;
+  if (bytes >= 16 * kPage) madvise(reinterpret_cast<void*>(a), b - a, kPopulateWrite);  // a hint
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 TableBuffer alloc_table(int64_t num_slots) {
   constexpr size_t kHuge = size_t{2} << 20;
   const size_t bytes = static_cast<size_t>(num_slots) * sizeof(uint64_t);
@@ -109,6 +126,7 @@ class TableLease {
       if (cache.buffer && cache.bytes >= bytes_) {
         buffer_ = std::move(cache.buffer);
         bytes_ = cache.bytes;
+        fresh_ = false;
         return;
       }
     }
@@ -126,10 +144,13 @@ class TableLease {
   TableLease(const TableLease&) = delete;
   TableLease& operator=(const TableLease&) = delete;
   uint64_t* get() const { return buffer_.get(); }
+  // Whether the memory is new to this process (its pages not yet mapped).
+  bool fresh() const { return fresh_; }
 
  private:
   TableBuffer buffer_;
   size_t bytes_;
+  bool fresh_ = true;
 };
 
 // Draws in chunks of 64: the slots of a whole chunk are located and
@@ -372,7 +393,7 @@ __attribute__((target(PADA_AVX512_TARGET), flatten)) double block_mass_avx512(co
 
 template <typename T>
 void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* first_bad,
-                  uint64_t* table) {
+                  uint64_t* table, bool fresh_table) {
   const int64_t L = int64_t{1} << layout.log_block;
   std::vector<int64_t> bad(layout.num_blocks, std::numeric_limits<int64_t>::max());
   // A block of 4096 slots takes ~20 us: chunks of 4 blocks (~80 us) are
@@ -392,6 +413,10 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
     std::vector<uint16_t> light(L), heavy(L);
     std::unique_ptr<BlockScratch> scratch(vec ? new BlockScratch(L) : nullptr);
     const int64_t b1 = std::min(layout.num_blocks, (c + 1) * kBlocksPerChunk);
+    if (fresh_table) {
+      const int64_t b0 = c * kBlocksPerChunk;
+      populate_for_write(table + b0 * L, static_cast<size_t>((b1 - b0) * L) * sizeof(uint64_t));
+    }
     for (int64_t b = c * kBlocksPerChunk; b < b1; ++b) {
       const int64_t len = std::min(L, layout.n - b * L);
       int64_t local_bad = std::numeric_limits<int64_t>::max();
@@ -428,7 +453,7 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   uint64_t* table_ptr = table.get();
   int64_t first_bad = 0;
   AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "sample_with_replacement_cpu", [&] {
-    build_blocks(w.data_ptr<scalar_t>(), layout, mass.data(), &first_bad, table_ptr);
+    build_blocks(w.data_ptr<scalar_t>(), layout, mass.data(), &first_bad, table_ptr, table.fresh());
   });
   // The canonical lane order of the GPU's one-warp sum: the same on every backend.
   const double total = swr::lane_order_sum(mass.data(), layout.num_blocks);
@@ -454,8 +479,9 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   constexpr int64_t kDrawsPerChunk = 8192;
   for_each_chunk((num_samples + kDrawsPerChunk - 1) / kDrawsPerChunk, [&](int64_t c) {
     const int64_t s0 = c * kDrawsPerChunk;
-    draw(s0, std::min(num_samples, s0 + kDrawsPerChunk), key, layout, top_thr.data(),
-         top_alias.data(), table_ptr, out_ptr);
+    const int64_t s1 = std::min(num_samples, s0 + kDrawsPerChunk);
+    populate_for_write(out_ptr + s0, static_cast<size_t>(s1 - s0) * sizeof(int64_t));
+    draw(s0, s1, key, layout, top_thr.data(), top_alias.data(), table_ptr, out_ptr);
   });
   return out;
 }
