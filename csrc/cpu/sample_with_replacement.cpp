@@ -288,36 +288,53 @@ void draw_range_avx512(int64_t begin, int64_t end, uint64_t seed, const swr::Lay
 }
 #endif
 
-// Scratch of one block build, left uninitialised: every entry read is written first.
+// Up to kSweepLanes blocks are built together, one per 64-bit vector lane.
+constexpr int kSweepLanes = 8;
+
+// Scratch of kSweepLanes block builds, one stretch of L entries per lane,
+// left uninitialised (every entry read is written first) and kept per thread:
+// fresh memory would cost page faults on every chunk.
 struct BlockScratch {
   explicit BlockScratch(int64_t L)
-      : p(new double[L]),
-        light_step(new double[L]),
-        light(new uint32_t[L]),
-        heavy(new uint32_t[L]),
-        light_entry(new uint64_t[L]) {}
-  std::unique_ptr<double[]> p, light_step;
-  std::unique_ptr<uint32_t[]> light, heavy;
+      : L(L),
+        p(new double[kSweepLanes * L + 1]),
+        light_step(new double[kSweepLanes * L + 1]),
+        heavy_p(new double[kSweepLanes * L + 1]),
+        light_entry(new uint64_t[kSweepLanes * L + 1]),
+        light(new uint32_t[kSweepLanes * L + 1]),
+        heavy(new uint32_t[kSweepLanes * L + 1]) {}
+  int64_t L;
+  // One entry past the last lane: the sweep reads each list one past its end
+  // before it knows whether that lane stops (the value is then unused).
+  std::unique_ptr<double[]> p, light_step, heavy_p;
   std::unique_ptr<uint64_t[]> light_entry;
+  std::unique_ptr<uint32_t[]> light, heavy;
 };
 
-// swr::build_block with AVX-512: slot masses eight at a time, the light and
-// heavy slot numbers compress-stored (which keeps both lists in slot order),
-// and for each light slot i what its step of the sweep needs, computed ahead
-// in vector registers: local_threshold(p(i)) << kLocalAliasBits (only the
-// alias is left to add) and add_rn(p(i), -1.0). The sweep below is
-// swr::alias_sweep restated with those two precomputed; the same products,
-// lists and sums, so the same table (the digest tests pin it).
+BlockScratch& block_scratch(int64_t L) {
+  thread_local std::unique_ptr<BlockScratch> scratch;
+  if (!scratch || scratch->L < L) scratch.reset(new BlockScratch(L));
+  return *scratch;
+}
+
+// swr::build_block's partition with AVX-512 for one block into lane `lane`
+// of the scratch: slot masses eight at a time, the light and heavy slot
+// numbers compress-stored (which keeps both lists in slot order), and for
+// each light slot i what its step of the sweep needs, computed ahead:
+// local_threshold(p(i)) << kLocalAliasBits (only the alias is left to add)
+// and add_rn(p(i), -1.0). Returns the list lengths in *nl, *nh.
 template <typename T>
-__attribute__((target(PADA_AVX512_TARGET), flatten)) void build_block_avx512(
-    const T* w, int64_t len, int log_block, double mass, uint64_t* table, BlockScratch& sc) {
-  const int64_t L = int64_t{1} << log_block;
+__attribute__((target(PADA_AVX512_TARGET), flatten)) void partition_avx512(
+    const T* w, int64_t len, int64_t L, double mass, BlockScratch& sc, int64_t lane,
+    int64_t* nl_out, int64_t* nh_out) {
   const double scale = static_cast<double>(L) / mass;
-  double* p = sc.p.get();
-  double* light_step = sc.light_step.get();
-  uint32_t* light = sc.light.get();
-  uint32_t* heavy = sc.heavy.get();
-  uint64_t* light_entry = sc.light_entry.get();
+  const int64_t off = lane * L;
+  double* p = sc.p.get() + off;
+  double* light_step = sc.light_step.get() + off;
+  double* heavy_p = sc.heavy_p.get() + off;
+  uint64_t* light_entry = sc.light_entry.get() + off;
+  uint32_t* light = sc.light.get() + off;
+  uint32_t* heavy = sc.heavy.get() + off;
   const __m512d vscale = _mm512_set1_pd(scale);
   const __m512d one = _mm512_set1_pd(1.0);
   const __m512d two52 = _mm512_set1_pd(4503599627370496.0);
@@ -337,50 +354,114 @@ __attribute__((target(PADA_AVX512_TARGET), flatten)) void build_block_avx512(
     _mm512_storeu_pd(p + k, pk);
     const __mmask8 is_light = _mm512_cmp_pd_mask(pk, one, _CMP_LT_OQ);
     // local_threshold of a light slot (p < 1): 0 unless p > 0, else the
-    // truncated p * 2^52, which is below kLocalFull + 1.
+    // truncated p * 2^52, which is at most kLocalFull.
     const __mmask8 positive = _mm512_cmp_pd_mask(pk, _mm512_setzero_pd(), _CMP_GT_OQ);
     const __m512i thr = _mm512_maskz_cvttpd_epu64(positive, _mm512_mul_pd(pk, two52));
-    _mm512_mask_compressstoreu_epi64(light_entry + nl, is_light,
-                                     _mm512_slli_epi64(thr, swr::kLocalAliasBits));
+    // The slot number rides in the alias bits until the sweep puts the alias there.
+    _mm512_mask_compressstoreu_epi64(
+        light_entry + nl, is_light,
+        _mm512_or_si512(_mm512_slli_epi64(thr, swr::kLocalAliasBits), _mm512_cvtepu32_epi64(idx)));
     _mm512_mask_compressstoreu_pd(light_step + nl, is_light,
                                   _mm512_add_pd(pk, _mm512_set1_pd(-1.0)));
     _mm256_mask_compressstoreu_epi32(light + nl, is_light, idx);
     _mm256_mask_compressstoreu_epi32(heavy + nh, static_cast<__mmask8>(~is_light), idx);
+    _mm512_mask_compressstoreu_pd(heavy_p + nh, static_cast<__mmask8>(~is_light), pk);
     nl += __builtin_popcount(is_light);
     nh += 8 - __builtin_popcount(is_light);
     idx = _mm256_add_epi32(idx, step);
   }
-  if (nh == 0) {  // rounding only: the shared sweep's special case
-    swr::block_sweep(
-        nl, [&](int64_t i) -> int64_t { return light[i]; }, nh,
-        [&](int64_t i) -> int64_t { return heavy[i]; }, [&](int64_t k) -> double { return p[k]; },
-        table);
-    return;
-  }
-  int64_t li = 0, hi = 0;
-  int64_t j = heavy[0];
-  double r = p[j];
+  *nl_out = nl;
+  *nh_out = nh;
+}
+
+// swr::alias_sweep over the lanes' lists, one block per lane, with selects
+// instead of its data-dependent branch (r < 1: a coin flip the CPU mispredicts
+// about every other slot, ~5 ns a slot): every step emits one entry in every
+// lane that has not stopped, the heavy step's or the light step's, and
+// advances that list. The same sums in the same order per block, so the same
+// table; a lane stops where alias_sweep breaks, and its ending (what is left
+// keeps its own slot) runs scalar. `table` points at lane 0's block; lanes
+// outside `lanes` are skipped. Every lane in `lanes` has nh > 0.
+__attribute__((target(PADA_AVX512_TARGET))) void sweep_lanes_avx512(
+    BlockScratch& sc, __mmask8 lanes, const int64_t* nl_in, const int64_t* nh_in, uint64_t* table) {
+  const int64_t L = sc.L;
+  const double* p = sc.p.get();
+  const __m512i one64 = _mm512_set1_epi64(1);
+  const __m512d one = _mm512_set1_pd(1.0);
+  const __m512d minus_one = _mm512_set1_pd(-1.0);
+  const __m512d two52 = _mm512_set1_pd(4503599627370496.0);
+  const __m512i full = _mm512_set1_epi64(static_cast<int64_t>(swr::kLocalFull));
+  const __m512i alias_bits = _mm512_set1_epi64((int64_t{1} << swr::kLocalAliasBits) - 1);
+  const __m512i off =
+      _mm512_mullo_epi64(_mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi64(L));
+  const __m512i nl = _mm512_maskz_loadu_epi64(lanes, nl_in);
+  const __m512i nh = _mm512_maskz_loadu_epi64(lanes, nh_in);
+  __m512i li = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+  __m512i j = _mm512_cvtepu32_epi64(
+      _mm512_mask_i64gather_epi32(_mm256_setzero_si256(), lanes, off, sc.heavy.get(), 4));
+  __m512d r = _mm512_mask_i64gather_pd(_mm512_setzero_pd(), lanes, _mm512_add_epi64(off, j), p, 8);
+  __mmask8 active = lanes;
   while (true) {
-    if (r < 1.0) {
-      if (hi + 1 >= nh) break;
-      const int64_t jn = heavy[hi + 1];
-      table[j] = swr::local_entry(r, jn);
-      r = add_rn(p[jn], add_rn(r, -1.0));
-      j = jn;
-      ++hi;
-    } else {
-      if (li >= nl) break;
-      table[light[li]] = light_entry[li] | static_cast<uint64_t>(j);
-      r = add_rn(r, light_step[li]);
-      ++li;
-    }
+    const __mmask8 c = _mm512_cmp_pd_mask(r, one, _CMP_LT_OQ);
+    const __m512i hi1 = _mm512_add_epi64(hi, one64);
+    const __mmask8 stop = (c & _mm512_cmpge_epi64_mask(hi1, nh)) |
+                          (static_cast<__mmask8>(~c) & _mm512_cmpge_epi64_mask(li, nl));
+    // Both steps' operands are read before the test is known (they depend only
+    // on where the lists stand), in lanes not yet stopped.
+    const __m512i hat = _mm512_add_epi64(off, hi1);
+    const __m512i jn = _mm512_cvtepu32_epi64(
+        _mm512_mask_i64gather_epi32(_mm256_setzero_si256(), active, hat, sc.heavy.get(), 4));
+    const __m512d pjn =
+        _mm512_mask_i64gather_pd(_mm512_setzero_pd(), active, hat, sc.heavy_p.get(), 8);
+    const __m512i at = _mm512_add_epi64(off, li);
+    const __m512i le_i =
+        _mm512_mask_i64gather_epi64(_mm512_setzero_si512(), active, at, sc.light_entry.get(), 8);
+    const __m512i i = _mm512_and_si512(le_i, alias_bits);
+    const __m512i le = _mm512_andnot_si512(alias_bits, le_i);
+    const __m512d ls =
+        _mm512_mask_i64gather_pd(_mm512_setzero_pd(), active, at, sc.light_step.get(), 8);
+    active &= static_cast<__mmask8>(~stop);
+    if (active == 0) break;
+    const __mmask8 ch = active & c, cl = active & static_cast<__mmask8>(~c);
+    // The heavy step: emit(j, r, jn), r = add_rn(p(jn), add_rn(r, -1.0)).
+    const __mmask8 positive = _mm512_cmp_pd_mask(r, _mm512_setzero_pd(), _CMP_GT_OQ);
+    const __mmask8 whole = _mm512_cmp_pd_mask(r, one, _CMP_GE_OQ);
+    __m512i thr =
+        _mm512_min_epu64(_mm512_maskz_cvttpd_epu64(positive, _mm512_mul_pd(r, two52)), full);
+    thr = _mm512_mask_mov_epi64(thr, whole, full);
+    const __m512i e_heavy = _mm512_or_si512(_mm512_slli_epi64(thr, swr::kLocalAliasBits), jn);
+    const __m512d r_heavy = _mm512_add_pd(pjn, _mm512_add_pd(r, minus_one));
+    // The light step: emit(i, p(i), j), r = add_rn(r, add_rn(p(i), -1.0)).
+    const __m512i e_light = _mm512_or_si512(le, j);
+    const __m512d r_light = _mm512_add_pd(r, ls);
+    // Blocks are disjoint, so the lanes never write the same entry.
+    const __m512i k = _mm512_mask_blend_epi64(c, i, j);
+    const __m512i e = _mm512_mask_blend_epi64(c, e_light, e_heavy);
+    _mm512_mask_i64scatter_epi64(table, active, _mm512_add_epi64(off, k), e, 8);
+    r = _mm512_mask_blend_pd(cl, _mm512_mask_blend_pd(ch, r, r_heavy), r_light);
+    j = _mm512_mask_blend_epi64(ch, j, jn);
+    hi = _mm512_mask_add_epi64(hi, ch, hi, one64);
+    li = _mm512_mask_add_epi64(li, cl, li, one64);
   }
-  // The shared sweep's ending: what is left keeps its own slot.
-  table[j] = swr::local_entry(1.0, j);
-  for (int64_t h = hi + 1; h < nh; ++h) table[heavy[h]] = swr::local_entry(1.0, heavy[h]);
-  for (; li < nl; ++li) {
-    const int64_t i = light[li];
-    table[i] = p[i] > 0.0 ? swr::local_entry(1.0, i) : swr::local_entry(0.0, j);
+  alignas(64) int64_t js[kSweepLanes], his[kSweepLanes], lis[kSweepLanes];
+  _mm512_store_si512(js, j);
+  _mm512_store_si512(his, hi);
+  _mm512_store_si512(lis, li);
+  for (int lane = 0; lane < kSweepLanes; ++lane) {
+    if (!((lanes >> lane) & 1)) continue;
+    // alias_sweep's ending, for this lane's block.
+    const int64_t o = lane * L;
+    uint64_t* t = table + o;
+    const uint32_t* light = sc.light.get() + o;
+    const uint32_t* heavy = sc.heavy.get() + o;
+    const int64_t jl = js[lane];
+    t[jl] = swr::local_entry(1.0, jl);
+    for (int64_t h = his[lane] + 1; h < nh_in[lane]; ++h)
+      t[heavy[h]] = swr::local_entry(1.0, heavy[h]);
+    for (int64_t q = lis[lane]; q < nl_in[lane]; ++q) {
+      const int64_t i = light[q];
+      t[i] = p[o + i] > 0.0 ? swr::local_entry(1.0, i) : swr::local_entry(0.0, jl);
+    }
   }
 }
 
@@ -396,45 +477,67 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
                   uint64_t* table, bool fresh_table) {
   const int64_t L = int64_t{1} << layout.log_block;
   std::vector<int64_t> bad(layout.num_blocks, std::numeric_limits<int64_t>::max());
-  // A block of 4096 slots takes ~20 us: chunks of 4 blocks (~80 us) are
-  // long next to waking a second thread (~10 us), and short enough that
-  // N = 1e5 (25 blocks) is built on both threads, evenly.
-  constexpr int64_t kBlocksPerChunk = 4;
-  const int64_t chunks = (layout.num_blocks + kBlocksPerChunk - 1) / kBlocksPerChunk;
 #ifdef PADA_HAVE_AVX2_PATH
-  // Blocks of 8 slots or more whose scale n / mass is finite; others (tiny
-  // inputs, a subnormal mass) take the generic path.
+  // Blocks of 8 slots or more, with AVX-512: built kSweepLanes at a time
+  // (one per lane), except where scale n / mass is not finite (a zero or
+  // subnormal mass) or no slot is heavy: those take the generic path.
   const bool vec = cpu::have_avx512() && L >= 8;
 #else
   const bool vec = false;
 #endif
+  // A block of 4096 slots takes ~20 us scalar: chunks of 4 blocks (~80 us)
+  // are long next to waking a second thread (~10 us), and short enough that
+  // N = 1e5 (25 blocks) is built on both threads, evenly. The vector sweep
+  // runs all its lanes in the time of one, so larger inputs fill them all.
+  const int64_t blocks_per_chunk = vec && layout.num_blocks >= 16 * kSweepLanes ? kSweepLanes : 4;
+  const int64_t chunks = (layout.num_blocks + blocks_per_chunk - 1) / blocks_per_chunk;
   for_each_chunk(chunks, [&](int64_t c) {
-    std::vector<double> p(L);
-    std::vector<uint16_t> light(L), heavy(L);
-    std::unique_ptr<BlockScratch> scratch(vec ? new BlockScratch(L) : nullptr);
-    const int64_t b1 = std::min(layout.num_blocks, (c + 1) * kBlocksPerChunk);
-    if (fresh_table) {
-      const int64_t b0 = c * kBlocksPerChunk;
+    const int64_t b0 = c * blocks_per_chunk;
+    const int64_t b1 = std::min(layout.num_blocks, b0 + blocks_per_chunk);
+    if (fresh_table)
       populate_for_write(table + b0 * L, static_cast<size_t>((b1 - b0) * L) * sizeof(uint64_t));
-    }
-    for (int64_t b = c * kBlocksPerChunk; b < b1; ++b) {
-      const int64_t len = std::min(L, layout.n - b * L);
-      int64_t local_bad = std::numeric_limits<int64_t>::max();
-#ifdef PADA_HAVE_AVX2_PATH
-      if (vec) {
-        mass[b] = block_mass_avx512(w + b * L, len, &local_bad);
-        const double scale = static_cast<double>(L) / mass[b];
-        if (mass[b] > 0.0 && scale <= std::numeric_limits<double>::max()) {
-          if (local_bad != std::numeric_limits<int64_t>::max()) bad[b] = b * L + local_bad;
-          build_block_avx512(w + b * L, len, layout.log_block, mass[b], table + b * L, *scratch);
-          continue;
-        }
-      } else
-#endif
-        mass[b] = swr::block_mass(w + b * L, len, &local_bad);
-      if (local_bad != std::numeric_limits<int64_t>::max()) bad[b] = b * L + local_bad;
+    std::vector<double> p;
+    std::vector<uint16_t> light, heavy;
+    auto generic = [&](int64_t b, int64_t len) {
+      if (p.empty()) {
+        p.resize(L);
+        light.resize(L);
+        heavy.resize(L);
+      }
       swr::build_block(w + b * L, len, layout.log_block, mass[b], table + b * L, p.data(),
                        light.data(), heavy.data());
+    };
+#ifdef PADA_HAVE_AVX2_PATH
+    if (vec) {
+      BlockScratch& sc = block_scratch(L);
+      int64_t nl[kSweepLanes] = {}, nh[kSweepLanes] = {};
+      __mmask8 lanes = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t len = std::min(L, layout.n - b * L);
+        int64_t local_bad = std::numeric_limits<int64_t>::max();
+        mass[b] = block_mass_avx512(w + b * L, len, &local_bad);
+        if (local_bad != std::numeric_limits<int64_t>::max()) bad[b] = b * L + local_bad;
+        const double scale = static_cast<double>(L) / mass[b];
+        const int64_t lane = b - b0;
+        if (mass[b] > 0.0 && scale <= std::numeric_limits<double>::max()) {
+          partition_avx512(w + b * L, len, L, mass[b], sc, lane, &nl[lane], &nh[lane]);
+          if (nh[lane] > 0) {
+            lanes |= static_cast<__mmask8>(1u << lane);
+            continue;
+          }
+        }
+        generic(b, len);
+      }
+      if (lanes != 0) sweep_lanes_avx512(sc, lanes, nl, nh, table + b0 * L);
+      return;
+    }
+#endif
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t len = std::min(L, layout.n - b * L);
+      int64_t local_bad = std::numeric_limits<int64_t>::max();
+      mass[b] = swr::block_mass(w + b * L, len, &local_bad);
+      if (local_bad != std::numeric_limits<int64_t>::max()) bad[b] = b * L + local_bad;
+      generic(b, len);
     }
   });
   *first_bad = *std::min_element(bad.begin(), bad.end());
