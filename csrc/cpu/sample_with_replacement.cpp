@@ -2,6 +2,16 @@
 // csrc/common/sample_with_replacement.h, built and drawn on OpenMP threads
 // Blocks and draws are independent, so the output does not depend
 // on the number of threads.
+// First, so that every later include finds it: GCC 12 flags the
+// self-initialised _mm512_undefined_* in this header (-Wuninitialized, GCC
+// bug 105593) once AVX-512 intrinsics are used; the pragma covers its lines.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
