@@ -64,9 +64,9 @@ struct FreeDeleter {
 using TableBuffer = std::unique_ptr<uint64_t, FreeDeleter>;
 
 // Asks for transparent huge pages on the whole 2 MiB pages inside [p, p + bytes)
-// before they are first touched: a fresh 80 MB buffer then costs 40 page
-// faults instead of 20000, which at N = 1e7 is most of the time the output
-// write takes. A hint: failure is harmless.
+// before they are first touched: fewer page faults, and one TLB entry per
+// 2 MiB for the table's random reads. A hint: the kernel may grant none (the
+// output's pages often come from the heap, already mapped); failure is harmless.
 void advise_huge_pages(void* p, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
