@@ -65,8 +65,9 @@ using TableBuffer = std::unique_ptr<uint64_t, FreeDeleter>;
 
 // Asks for transparent huge pages on the whole 2 MiB pages inside [p, p + bytes)
 // before they are first touched: fewer page faults, and one TLB entry per
-// 2 MiB for the table's random reads. A hint: the kernel may grant none (the
-// output's pages often come from the heap, already mapped); failure is harmless.
+// 2 MiB for the table's random reads. A hint: failure is harmless. Not used
+// on the output, whose memory the allocator may carve from the heap: marking
+// heap ranges would split its mapping a little more on every call.
 void advise_huge_pages(void* p, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
@@ -581,7 +582,6 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   at::Tensor out = at::empty({num_samples}, w.options().dtype(at::kLong));
   const uint64_t key = static_cast<uint64_t>(seed.item<int64_t>());
   int64_t* out_ptr = out.data_ptr<int64_t>();
-  advise_huge_pages(out_ptr, static_cast<size_t>(num_samples) * sizeof(int64_t));
 #ifdef PADA_HAVE_AVX2_PATH
   const auto draw = cpu::have_avx512() ? &draw_range_avx512 : &draw_range;
 #else
