@@ -1,6 +1,7 @@
 """pada_ext.ops.sample_with_replacement: statistics, exactness, determinism,
 errors and the custom-op contract, for every backend that runs here."""
 
+import hashlib
 import inspect
 
 import numpy as np
@@ -174,6 +175,38 @@ def test_manual_seed_governs_default_generator(device):
     torch.manual_seed(123)
     torch.testing.assert_close(ops.sample_with_replacement(w, 500), a, rtol=0, atol=0)
     assert not torch.equal(a, b)
+
+
+def _pinned_weights(kind, n):
+    g = torch.Generator().manual_seed(n)
+    r = torch.rand(n, generator=g, dtype=torch.float64)
+    if kind == "uniform":
+        return (r + 1e-3).float()
+    if kind == "half_zeros":
+        return torch.where(torch.rand(n, generator=g) < 0.5, 0.0, r).float()
+    if kind == "spiky":
+        return r.pow(8) * torch.where(torch.rand(n, generator=g) < 0.001, 1e6, 1.0)
+    return torch.ones(n)
+
+
+# Digests of the CPU output as the scalar kernel produced it (commit 2275c4b):
+# the SIMD paths (several blocks built per vector, draws in vector lanes)
+# must reproduce it bit for bit. N = 600001 has enough blocks for the
+# eight-lane build; M = 129 and 300001 end inside a vector chunk.
+@pytest.mark.parametrize(
+    "kind,n,m,digest",
+    [
+        ("uniform", 600_001, 300_001, "fdd212e9e8e26564"),
+        ("half_zeros", 600_001, 70_000, "4bed56a913e837df"),
+        ("spiky", 4097, 1000, "b132069a711aa014"),
+        ("uniform", 100_000, 129, "a5e0866ec683bb8b"),
+        ("ones", 5000, 1000, "435c4254b38c2d8d"),
+    ],
+)
+def test_cpu_output_pinned(kind, n, m, digest):
+    g = torch.Generator().manual_seed(n + m)
+    idx = ops.sample_with_replacement(_pinned_weights(kind, n), m, generator=g, backend="native")
+    assert hashlib.sha256(idx.numpy().tobytes()).hexdigest()[:16] == digest
 
 
 def test_thread_count_invariance():
