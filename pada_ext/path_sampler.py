@@ -231,7 +231,19 @@ class PathSampler:
         self._applied_epoch = None
         self._warned_no_epoch = False
         self._pending = deque()  # update="step": HostCopy of each record's distribution
-        self._plans = OrderedDict()  # path -> precomputed grouping, LRU
+        self._plans = OrderedDict()  # path (list mode: its key) -> precomputed grouping, LRU
+        # List mode's plan key of op j at decision k: j, or -1 where op j has no
+        # parameters at any decision (shared: its count matters wherever it has some).
+        with_params = [
+            any(self._params[k][j] for k in range(len(self.decisions))) for j in range(self.num_ops)
+        ]
+        self._key_of = [
+            [
+                j if (self._params[k][j] if not shared else with_params[j]) else -1
+                for j in range(self.num_ops)
+            ]
+            for k in range(len(self.decisions))
+        ]
         self._flat = None
         self._filter = None
         if flat_grads:
@@ -295,6 +307,8 @@ class PathSampler:
     # -- scores -------------------------------------------------------------------
     def _plan(self, path: tuple):
         """Grouping of the path's parameters for the fused norm, cached per path."""
+        if self._flat is None:
+            return self._list_plan(tuple(map(list.__getitem__, self._key_of, path)))
         plan = self._plans.get(path)
         if plan is not None:
             self._plans.move_to_end(path)
@@ -354,6 +368,55 @@ class PathSampler:
             }
         )
         self._plans[path] = plan
+        if len(self._plans) > _CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _list_plan(self, key: tuple) -> dict:
+        """The plan of list mode (no flat buffer), cached per key: the path with
+        -1 for the ops that have parameters at no decision (they add nothing, and
+        their counts change nothing), so that NB201's 15,625 paths share 729
+        plans. A plan joins the per-op parameter lists built at construction; no
+        per-element tensor writes, so a miss costs tens of microseconds."""
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan
+        rows = 1 if self.shared else len(self.decisions)
+        k_ops = self.num_ops
+        cells = rows * k_ops
+        uses = [0] * k_ops
+        for j in key:
+            if j >= 0:
+                uses[j] += 1
+        params, owner, on = [], [], [False] * cells
+        for k, j in enumerate(key):
+            if j >= 0 and self._params[k][j]:
+                cell = (0 if self.shared else k) * k_ops + j
+                on[cell] = True
+                params += self._params[k][j]
+                owner += [cell] * len(self._params[k][j])
+        inv_uses = [1.0 / max(uses[j], 1) if self.shared else 1.0 for j in range(k_ops)]
+        plan = {
+            "params": params,
+            "on_path": to_device(torch.tensor(on).view(rows, k_ops), self.device),
+        }
+        if self.norm == "paper":
+            # step = norms @ mix: each tensor's norm into its op's cell, divided
+            # by the number of decisions that chose the op (one kernel, no scatter).
+            mix = torch.zeros(len(params), cells)
+            scale = [1.0 / uses[c % k_ops] if self.shared else 1.0 for c in owner]
+            mix[torch.arange(len(params)), torch.tensor(owner, dtype=torch.int64)] = torch.tensor(
+                scale
+            )
+            plan["groups"] = torch.arange(len(params))
+            plan["num_groups"] = len(params)
+            plan["mix"] = to_device(mix, self.device)
+        else:
+            plan["groups"] = torch.tensor(owner, dtype=torch.int64)
+            plan["num_groups"] = cells
+            plan["inv_uses"] = to_device(torch.tensor(inv_uses), self.device)
+        self._plans[key] = plan
         if len(self._plans) > _CACHE_SIZE:
             self._plans.popitem(last=False)
         return plan
