@@ -10,8 +10,9 @@ them early on, and each case records the same sequence:
 * pada_ext: PathSampler.record(path) (fused grouped norm, scores updated on
   the device, no host sync), in the authors' configuration and the default
   one (list mode: the gradients as the optimizer keeps them);
-* floor: torch.dot(v, v) over a buffer with as many elements as the path's
-  gradients.
+* floor: torch.dot(v, v) over as many elements as the path's gradients,
+  views that move through a buffer as large as all candidate ops' gradients
+  (so that as much memory is in play as for the gradients).
 
 The sequence is longer than any cache of per-path work, and is cut into
 chunks: each case's time is the sum over chunks of its best time over the
@@ -79,8 +80,17 @@ def uniform_table(args, model, dev):
     g = torch.Generator().manual_seed(args.seed)
     seq = torch.randint(len(OPS), (args.paths, NUM_EDGES), generator=g).tolist()
     numels = [path_numel(model, p) for p in seq]
-    flat = torch.randn(max(numels), device=dev)
-    views = [flat[:n] for n in numels]
+    # The floor reads as many elements as each path's gradients, from a buffer
+    # as large as all of them, at offsets that move on as the paths do: the
+    # same amount of memory in play as the gradients (a view of one small
+    # buffer would stay in cache, which the gradients of 15,625 paths do not).
+    total = sum(p.numel() for e in model.decisions() for inst in e for p in inst.parameters())
+    flat = torch.randn(total, device=dev)
+    views, offset = [], 0
+    for n in numels:
+        offset = 0 if offset + n > total else offset
+        views.append(flat[offset : offset + n])
+        offset += n
     paper = PathSampler.paper(model.decisions(), epochs=10, seed=0)
     default = PathSampler(model.decisions(), delta=0.5, seed=0)
     scores_py = [0.0] * 5
