@@ -225,6 +225,7 @@ class PathSampler:
         rows = 1 if shared else len(self.decisions)
         self.scores = torch.zeros(rows, self.num_ops, device=self.device)
         self.seen = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
+        self._ggn_keys = _native_keys(self.device)
         self.count = torch.zeros(rows, self.num_ops, device=self.device)
         self._skipped = torch.zeros(rows, self.num_ops, dtype=torch.int64, device=self.device)
         self.probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
@@ -450,7 +451,7 @@ class PathSampler:
         if not grads:
             return torch.zeros(self.scores.shape[0], self.num_ops, device=self.device)
         squared = self.norm != "paper"
-        keys = _native_keys(self.device)
+        keys = self._ggn_keys
         if keys is None or grads[0].dtype == torch.float64:
             out = _grouped_norm(grads, groups, plan["num_groups"], squared=squared)
         else:
@@ -505,6 +506,7 @@ class PathSampler:
     def _move(self, device) -> None:
         """The sampler's tensors to the parameters' new device."""
         self.device = torch.device(device)
+        self._ggn_keys = _native_keys(self.device)
         self.scores = self.scores.to(self.device)
         self.seen = self.seen.to(self.device)
         self.count = self.count.to(self.device)
