@@ -15,14 +15,16 @@ them early on, and each case records the same sequence:
   (so that as much memory is in play as for the gradients).
 
 The sequence is longer than any cache of per-path work, and is cut into
-chunks: each case's time is the sum over chunks of its best time over the
-rounds (the cases interleaved chunk by chunk, as the machine is shared).
+short chunks: each case's time is the sum over chunks of its best time over
+the rounds (the cases interleaved chunk by chunk, as the machine is shared;
+on a loaded machine, 2 threads stall in every parallel region: compare
+--threads 1 there).
 A second table times one repeated path (three nor_conv_3x3 and three
 nor_conv_1x1 edges), the earlier figure, with torch._foreach_norm + index_add
 and flat_grads=True besides.
 
     python benchmarks/bench_path_sampler.py [--threads 2] [--device cpu]
-        [--paths 8192] [--chunk 256] [--rounds 3] [--quick]
+        [--paths 8192] [--chunk 64] [--rounds 3] [--quick]
 """
 
 import argparse
@@ -178,7 +180,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--paths", type=int, help="uniform paths (default 8192, --quick: 256)")
-    ap.add_argument("--chunk", type=int, default=256, help="paths per timed chunk")
+    ap.add_argument("--chunk", type=int, default=64, help="paths per timed chunk")
     ap.add_argument("--rounds", type=int, help="rounds over the paths (default 3, --quick: 1)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the path sequence")
     ap.add_argument("--repeats", type=int, help="cached path: default 30 (--quick: 2)")

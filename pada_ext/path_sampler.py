@@ -311,7 +311,8 @@ class PathSampler:
 
     # -- scores -------------------------------------------------------------------
     def _plan(self, path: tuple):
-        """Grouping of the path's parameters for the fused norm, cached per path."""
+        """Grouping of the path's parameters for the fused norm, cached per path
+        (list mode: per _list_plan key)."""
         if self._flat is None:
             return self._list_plan(tuple(map(list.__getitem__, self._key_of, path)))
         plan = self._plans.get(path)
