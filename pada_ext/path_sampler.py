@@ -1,5 +1,6 @@
 """PathSampler: path importance sampling (the PA of PA&DA) for SPOS supernets."""
 
+import functools
 import math
 import numbers
 import operator
@@ -12,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from . import _distributed, ops
+from . import _dispatch, _distributed, ops
 from ._flat_grads import FlatGrads, OffPathFilter, on_accumulate_hooks
 from ._transfer import HostCopy, to_device
 from .decisions import check_decisions, decisions_from
@@ -26,6 +27,9 @@ RULES = {
 }
 NORMS = ("l2", "paper")
 _CACHE_SIZE = 4096
+_SEQUENCES = (list, tuple)
+_INTS = {int}
+_GRAD = operator.attrgetter("grad")
 
 
 class PathSampler:
@@ -221,6 +225,7 @@ class PathSampler:
         rows = 1 if shared else len(self.decisions)
         self.scores = torch.zeros(rows, self.num_ops, device=self.device)
         self.seen = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
+        self._ggn_keys = _native_keys(self.device)
         self.count = torch.zeros(rows, self.num_ops, device=self.device)
         self._skipped = torch.zeros(rows, self.num_ops, dtype=torch.int64, device=self.device)
         self.probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
@@ -231,7 +236,19 @@ class PathSampler:
         self._applied_epoch = None
         self._warned_no_epoch = False
         self._pending = deque()  # update="step": HostCopy of each record's distribution
-        self._plans = OrderedDict()  # path -> precomputed grouping, LRU
+        self._plans = OrderedDict()  # path (list mode: its key) -> precomputed grouping, LRU
+        # List mode's plan key of op j at decision k: j, or -1 where op j has no
+        # parameters at any decision (shared: its count matters wherever it has some).
+        with_params = [
+            any(self._params[k][j] for k in range(len(self.decisions))) for j in range(self.num_ops)
+        ]
+        self._key_of = [
+            [
+                j if (self._params[k][j] if not shared else with_params[j]) else -1
+                for j in range(self.num_ops)
+            ]
+            for k in range(len(self.decisions))
+        ]
         self._flat = None
         self._filter = None
         if flat_grads:
@@ -294,7 +311,10 @@ class PathSampler:
 
     # -- scores -------------------------------------------------------------------
     def _plan(self, path: tuple):
-        """Grouping of the path's parameters for the fused norm, cached per path."""
+        """Grouping of the path's parameters for the fused norm, cached per path
+        (list mode: per _list_plan key)."""
+        if self._flat is None:
+            return self._list_plan(tuple(map(list.__getitem__, self._key_of, path)))
         plan = self._plans.get(path)
         if plan is not None:
             self._plans.move_to_end(path)
@@ -358,6 +378,92 @@ class PathSampler:
             self._plans.popitem(last=False)
         return plan
 
+    def _list_plan(self, key: tuple) -> dict:
+        """The plan of list mode (no flat buffer), cached per key: the path with
+        -1 for the ops that have parameters at no decision (they add nothing, and
+        their counts change nothing), so that NB201's 15,625 paths share 729
+        plans. A plan joins the per-op parameter lists built at construction; no
+        per-element tensor writes, so a miss costs tens of microseconds."""
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan
+        rows = 1 if self.shared else len(self.decisions)
+        k_ops = self.num_ops
+        cells = rows * k_ops
+        uses = [0] * k_ops
+        for j in key:
+            if j >= 0:
+                uses[j] += 1
+        params, owner, on = [], [], [False] * cells
+        for k, j in enumerate(key):
+            if j >= 0 and self._params[k][j]:
+                cell = (0 if self.shared else k) * k_ops + j
+                on[cell] = True
+                params += self._params[k][j]
+                owner += [cell] * len(self._params[k][j])
+        inv_uses = [1.0 / max(uses[j], 1) if self.shared else 1.0 for j in range(k_ops)]
+        plan = {
+            "params": params,
+            "on_path": to_device(torch.tensor(on).view(rows, k_ops), self.device),
+        }
+        if self.norm == "paper":
+            # step = norms @ mix: each tensor's norm into its op's cell, divided
+            # by the number of decisions that chose the op (one kernel, no scatter).
+            mix = torch.zeros(len(params), cells)
+            scale = [1.0 / uses[c % k_ops] if self.shared else 1.0 for c in owner]
+            mix[torch.arange(len(params)), torch.tensor(owner, dtype=torch.int64)] = torch.tensor(
+                scale
+            )
+            plan["groups"] = torch.arange(len(params))
+            plan["num_groups"] = len(params)
+            plan["mix"] = to_device(mix, self.device)
+        else:
+            plan["groups"] = torch.tensor(owner, dtype=torch.int64)
+            plan["num_groups"] = cells
+            plan["inv_uses"] = to_device(torch.tensor(inv_uses), self.device)
+        self._plans[key] = plan
+        if len(self._plans) > _CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _list_key(self, path) -> tuple:
+        """The plan key of `path` (see _list_plan), checking it; ints in range
+        take a path of C calls, anything else _check_path's."""
+        if (
+            type(path) in _SEQUENCES
+            and len(path) == len(self._key_of)
+            and set(map(type, path)) == _INTS
+            and min(path) >= 0
+        ):
+            try:
+                return tuple(map(list.__getitem__, self._key_of, path))
+            except IndexError:
+                pass  # an op index out of range: _check_path names it
+        return tuple(map(list.__getitem__, self._key_of, self._check_path(path)))
+
+    def _list_step(self, plan) -> torch.Tensor:
+        """_step_scores in list mode: the same values, fewer calls."""
+        groups = plan["groups"]
+        grads = list(map(_GRAD, plan["params"]))
+        if any(map(operator.is_, grads, repeat(None))):  # a missing gradient counts as 0
+            keep = [i for i, g in enumerate(grads) if g is not None]
+            grads, groups = [grads[i] for i in keep], groups[keep]
+        if not grads:
+            return torch.zeros(self.scores.shape[0], self.num_ops, device=self.device)
+        squared = self.norm != "paper"
+        keys = self._ggn_keys
+        if keys is None or grads[0].dtype == torch.float64:
+            out = _grouped_norm(grads, groups, plan["num_groups"], squared=squared)
+        else:
+            # The compiled kernel, below the op's Python autograd layer (which
+            # costs as much as a 10^5-element norm; scores need no graph); the
+            # arguments are the plan's, and the kernel checks them as ops does.
+            out = _GGN.redispatch(keys, grads, groups, plan["num_groups"], squared)
+        if not squared:  # groups are the tensors; missing ones stay 0
+            return (out @ plan["mix"]).view(self.scores.shape[0], self.num_ops)
+        return (out.view(self.scores.shape[0], self.num_ops) * plan["inv_uses"]).sqrt_()
+
     def step_scores(self, path) -> torch.Tensor:
         """The score of each op on `path` from the current gradients, [rows, K]
         (unscaled when a ``scaler`` was given)."""
@@ -401,6 +507,7 @@ class PathSampler:
     def _move(self, device) -> None:
         """The sampler's tensors to the parameters' new device."""
         self.device = torch.device(device)
+        self._ggn_keys = _native_keys(self.device)
         self.scores = self.scores.to(self.device)
         self.seen = self.seen.to(self.device)
         self.count = self.count.to(self.device)
@@ -460,18 +567,33 @@ class PathSampler:
 
     def record(self, path) -> None:
         """Credits the gradients now in ``.grad`` to the ops of `path` (no host sync)."""
-        path = self._check_path(path)
-        plan = self._follow_parameters(path, self._plan(path))
-        step = self._unscaled(self._step_scores(plan))
-        self._spent_steps()
+        if self._flat is None:
+            # List mode, the usual one: every step's work is here, in as few
+            # Python calls and torch ops as the results allow.
+            key = self._list_key(path)
+            plan = self._list_plan(key)
+            params = plan["params"]
+            if params and params[0].device != self.device:  # a move or cast of the supernet
+                self._move(params[0].device)
+                plan = self._list_plan(key)
+            step = self._list_step(plan)
+            if self._scaler is not None:
+                step = self._unscaled(step)
+            if self._filter is not None:  # flat_grads was dropped: its filter stays
+                self._spent_steps()
+        else:
+            path = self._check_path(path)
+            plan = self._follow_parameters(path, self._plan(path))
+            step = self._unscaled(self._step_scores(plan))
+            self._spent_steps()
         self._amp_armed = True
         on_path = plan["on_path"]
         if self.rule == "paper":
             # The authors' test is step != 0; > 0 also keeps NaN out (norms are >= 0).
             finite = step < math.inf
             mask = (step > 0) & finite
-            self.scores = torch.where(mask, (self.scores + step) * 0.5, self.scores)
-            self._skipped.add_(on_path & ~finite)
+            self.scores = torch.where(mask, (self.scores + step).mul_(0.5), self.scores)
+            self._skipped.add_(on_path > finite)  # on the path and not finite
         else:
             mask = torch.isfinite(step) & on_path
             self._skipped.add_(on_path ^ mask)  # on the path and not finite
@@ -628,6 +750,18 @@ def _amp_marker(me):
             s._bwd_states = s._scaler._per_optimizer_states
 
     return hook
+
+
+_GGN = torch.ops.pada.grouped_grad_norm.default
+
+
+@functools.cache
+def _native_keys(device: torch.device):
+    """The dispatch keys of the compiled grouped_grad_norm on `device`, or None."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    if key is None or not _dispatch.has_native_kernel("grouped_grad_norm", key):
+        return None
+    return torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
 
 
 def _grouped_norm(grads, groups, num_groups, squared):

@@ -940,3 +940,223 @@ def test_cuda_amp_record_reads_the_scale_on_the_device():
             unscaled = sampler.step_scores(path)
         torch.testing.assert_close(scaled, unscaled, rtol=1e-5, atol=1e-7)
         assert unscaled.is_cuda and float(unscaled.max()) < 100
+
+
+# -- record() on sequences of distinct paths, against a plain restatement ---------
+
+
+def synthetic_decisions(seed=0):
+    """5 decisions of 2 instances of 4 ops: no parameters, one Linear, one
+    Linear without bias, two Linears (4^5 = 1,024 paths)."""
+    torch.manual_seed(seed)
+
+    def ops():
+        return torch.nn.ModuleList(
+            [
+                torch.nn.Identity(),
+                torch.nn.Linear(3, 3),
+                torch.nn.Linear(3, 2, bias=False),
+                torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)),
+            ]
+        )
+
+    return [[ops() for _ in range(2)] for _ in range(5)]
+
+
+def distinct_paths(n, seed=0):
+    order = torch.randperm(4**5, generator=torch.Generator().manual_seed(seed))[:n]
+    return [[int(c) // 4**k % 4 for k in range(5)] for c in order]
+
+
+def fill_step_grads(decisions, step):
+    """Seeded gradients for every parameter; some missing, one step inf, one NaN."""
+    g = torch.Generator().manual_seed(1000 + step)
+    for k, insts in enumerate(decisions):
+        for i, inst in enumerate(insts):
+            for j, op in enumerate(inst):
+                for p in op.parameters():
+                    p.grad = torch.randn(p.shape, generator=g) * (1 + j + step % 3)
+                    if step % 7 == 3 and (k + i + j) % 5 == 0:
+                        p.grad = None
+    bad = {13: float("inf"), 29: float("nan")}.get(step)
+    if bad is not None:
+        decisions[step % 5][0][1].weight.grad[0, 0] = bad
+
+
+def reference_record(state, decisions, path, decay, shared, norm, rule):
+    """One record restated: per op on the path, its step score from every
+    gradient tensor of its instances; then the rule, in float64."""
+    k_ops = 4
+    uses = [path.count(j) for j in range(k_ops)]
+    rows = 1 if shared else len(decisions)
+    step = [[0.0] * k_ops for _ in range(rows)]
+    on = [[False] * k_ops for _ in range(rows)]
+    for k, j in enumerate(path):
+        params = list({id(p): p for inst in decisions[k] for p in inst[j].parameters()}.values())
+        r = 0 if shared else k
+        if params:
+            on[r][j] = True
+        for p in params:
+            if p.grad is not None:
+                n = torch.linalg.vector_norm(p.grad.double()).item()
+                step[r][j] += n * n if norm == "l2" else n
+    # norm="paper" sums the norms with one matrix product: a non-finite norm
+    # (0 * inf = NaN) makes every step score NaN, so every op on the path skips.
+    poisoned = norm == "paper" and any(x != x or x == float("inf") for row in step for x in row)
+    for r in range(rows):
+        for j in range(k_ops):
+            u = uses[j] if shared else 1
+            if poisoned:
+                step[r][j] = float("nan")
+            if norm == "l2":
+                step[r][j] = (step[r][j] / max(u, 1)) ** 0.5
+            else:
+                step[r][j] /= max(u, 1)
+            x, s = step[r][j], state["scores"][r][j]
+            finite = x == x and x != float("inf")
+            if on[r][j] and not finite:
+                state["skipped"] += 1
+            if rule == "paper":
+                if finite and x > 0:
+                    state["scores"][r][j] = (s + x) / 2
+                    state["seen"][r][j] = True
+            elif on[r][j] and finite:
+                if rule == "ema":
+                    state["scores"][r][j] = (
+                        decay * s + (1 - decay) * x if state["seen"][r][j] else x
+                    )
+                else:
+                    state["count"][r][j] += 1
+                    state["scores"][r][j] = s + (x - s) / state["count"][r][j]
+                state["seen"][r][j] = True
+
+
+RECORD_CONFIGS = [
+    dict(shared=True, norm="paper", rule="paper"),
+    dict(shared=True, norm="l2", rule="ema"),
+    dict(shared=False, norm="l2", rule="mean"),
+    dict(shared=False, norm="paper", rule="ema"),
+    dict(shared=True, norm="l2", rule="paper"),
+    dict(shared=True, norm="paper", rule="mean"),
+]
+
+
+def run_distinct_paths(config, before_record=None, steps=300):
+    """A sampler after `steps` records of distinct paths with fill_step_grads's
+    gradients; before_record(decisions, path) sees each step first."""
+    decisions = synthetic_decisions()
+    sampler = PathSampler(decisions, delta=0.5, seed=0, **config)
+    for t, path in enumerate(distinct_paths(steps)):
+        fill_step_grads(decisions, t)
+        if before_record is not None:
+            before_record(decisions, path)
+        sampler.record(path)
+    return sampler
+
+
+@pytest.mark.parametrize("config", RECORD_CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+def test_record_on_distinct_uniform_paths_matches_a_plain_restatement(config):
+    rows = 1 if config["shared"] else 5
+    state = {
+        "scores": [[0.0] * 4 for _ in range(rows)],
+        "seen": [[False] * 4 for _ in range(rows)],
+        "count": [[0] * 4 for _ in range(rows)],
+        "skipped": 0,
+    }
+    sampler = run_distinct_paths(
+        config, lambda decisions, path: reference_record(state, decisions, path, 0.9, **config)
+    )
+    torch.testing.assert_close(
+        sampler.scores, torch.tensor(state["scores"], dtype=torch.float32), rtol=1e-5, atol=0
+    )
+    assert sampler.seen.tolist() == state["seen"]
+    assert sampler.skipped_scores == state["skipped"] > 0
+
+
+# Scores after 300 distinct paths, from the implementation before list-mode
+# plans were keyed per op (per-path plans): the rewrite is pinned to them
+# (float.hex; equal here bit for bit, a tolerance for other BLAS builds).
+PINNED = [
+    (
+        {"shared": True, "norm": "paper", "rule": "paper"},
+        ["0x0.0p+0", "0x1.9efad80000000p+4", "0x1.deb5000000000p+3", "0x1.8e77dc0000000p+5"],
+        3,
+    ),
+    (
+        {"shared": True, "norm": "l2", "rule": "ema"},
+        ["0x0.0p+0", "0x1.b04fdc0000000p+3", "0x1.9371840000000p+3", "0x1.49e75e0000000p+4"],
+        1,
+    ),
+    (
+        {"shared": False, "norm": "l2", "rule": "mean"},
+        [
+            "0x0.0p+0",
+            "0x1.d71b000000000p+3",
+            "0x1.ad06100000000p+3",
+            "0x1.54138c0000000p+4",
+            "0x0.0p+0",
+            "0x1.c1de680000000p+3",
+            "0x1.bb2ec40000000p+3",
+            "0x1.4e0fe60000000p+4",
+            "0x0.0p+0",
+            "0x1.df38e80000000p+3",
+            "0x1.8d7c7e0000000p+3",
+            "0x1.3c0d4c0000000p+4",
+            "0x0.0p+0",
+            "0x1.b0cd1e0000000p+3",
+            "0x1.9a7d980000000p+3",
+            "0x1.5085dc0000000p+4",
+            "0x0.0p+0",
+            "0x1.cca0c00000000p+3",
+            "0x1.a7675a0000000p+3",
+            "0x1.4d19f40000000p+4",
+        ],
+        1,
+    ),
+    (
+        {"shared": False, "norm": "paper", "rule": "ema"},
+        [
+            "0x0.0p+0",
+            "0x1.a36eca0000000p+4",
+            "0x1.4d6df00000000p+4",
+            "0x1.95224c0000000p+5",
+            "0x0.0p+0",
+            "0x1.9f2b8c0000000p+4",
+            "0x1.30299a0000000p+4",
+            "0x1.ae63d40000000p+5",
+            "0x0.0p+0",
+            "0x1.ab3e860000000p+4",
+            "0x1.01c2cc0000000p+4",
+            "0x1.700f660000000p+5",
+            "0x0.0p+0",
+            "0x1.8017260000000p+4",
+            "0x1.e3930e0000000p+3",
+            "0x1.c5c54e0000000p+5",
+            "0x0.0p+0",
+            "0x1.8d8b2c0000000p+4",
+            "0x1.3333de0000000p+4",
+            "0x1.9306840000000p+5",
+        ],
+        4,
+    ),
+    (
+        {"shared": True, "norm": "l2", "rule": "paper"},
+        ["0x0.0p+0", "0x1.c3d7580000000p+3", "0x1.6bc88c0000000p+3", "0x1.45b7440000000p+4"],
+        1,
+    ),
+    (
+        {"shared": True, "norm": "paper", "rule": "mean"},
+        ["0x0.0p+0", "0x1.a3f2f80000000p+4", "0x1.1fbd4c0000000p+4", "0x1.9a46060000000p+5"],
+        3,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "config,scores,skipped", PINNED, ids=["-".join(map(str, c.values())) for c, _, _ in PINNED]
+)
+def test_record_on_distinct_paths_gives_the_scores_of_before(config, scores, skipped):
+    sampler = run_distinct_paths(config)
+    want = torch.tensor([float.fromhex(x) for x in scores]).view_as(sampler.scores)
+    torch.testing.assert_close(sampler.scores, want, rtol=1e-6, atol=0)
+    assert sampler.skipped_scores == skipped
