@@ -12,7 +12,7 @@ from torch.utils.data import Sampler
 from . import _codes, _dispatch, _distributed, ops
 from ._transfer import to_device
 from .ops._importance_update import negative_values
-from .schedules import ScheduleSpec, check_epoch, make_schedule
+from .schedules import ScheduleSpec, check_epoch, make_schedule, paper_lag, score_rule
 
 RULES = {
     # rule: (decay, reset every epoch)
@@ -118,15 +118,8 @@ class ImportanceSampler(Sampler[int]):
         self.num_samples = self.n if num_samples is None else int(num_samples)
         if self.num_samples <= 0:
             raise ValueError(f"num_samples must be positive, got {num_samples}")
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
-        self.rule = rule
-        default_decay, self.reset_every_epoch = RULES[rule]
-        if decay is not None and rule != "ema":
-            raise ValueError(f"decay applies to rule='ema' only (rule={rule!r})")
-        self.decay = float(default_decay if decay is None else decay)
-        if not 0.0 <= self.decay < 1.0 or (rule == "ema" and self.decay == 0.0):
-            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        decay, self.restart_every_epoch = score_rule(RULES, rule, decay, "ImportanceSampler")
+        self.rule, self.decay = rule, float(decay)
         self.epochs = epochs
         self._tau = make_schedule(tau, epochs, "tau")
         if granularity not in ("item", "class"):
@@ -198,9 +191,7 @@ class ImportanceSampler(Sampler[int]):
         if epochs is None or epochs <= 0:
             raise ValueError("ImportanceSampler.paper needs the number of epochs")
         kwargs.setdefault("shuffle_first_epoch", True)
-        return cls(
-            data_source, epochs=epochs, tau=lambda e: max(e - 1, 0) / epochs, rule="paper", **kwargs
-        )
+        return cls(data_source, epochs=epochs, tau=paper_lag(epochs), rule="paper", **kwargs)
 
     # -- scores ------------------------------------------------------------------
     def _place(self, device: torch.device):
@@ -337,7 +328,7 @@ class ImportanceSampler(Sampler[int]):
                 f"range for {self.n} samples (counted on the device, reported at set_epoch)"
             )
         self.epoch_scores = torch.where(self.visited, self.scores, torch.zeros_like(self.scores))
-        if self.reset_every_epoch:
+        if self.restart_every_epoch:
             self.scores.zero_()
             self.visited.zero_()
         self.epoch = epoch
@@ -347,6 +338,16 @@ class ImportanceSampler(Sampler[int]):
         self._generation += 1
 
     def distribution(self) -> torch.Tensor:
+        """Deprecated: the :attr:`probabilities` property, as PathSampler has it."""
+        warnings.warn(
+            "ImportanceSampler.distribution() is deprecated; use the .probabilities property",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.probabilities
+
+    @property
+    def probabilities(self) -> torch.Tensor:
         """This epoch's sampling probabilities q over the N samples (float64)."""
         if self._q is None:
             s = self.epoch_scores.to(torch.float64)
@@ -365,7 +366,7 @@ class ImportanceSampler(Sampler[int]):
 
         An index out of range raises IndexError on CPU; on CUDA it gets some
         weight (clamped, no device assert) and :meth:`update` counts it."""
-        q = self.distribution()
+        q = self.probabilities
         indices = torch.as_tensor(indices)
         if indices.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
@@ -382,7 +383,7 @@ class ImportanceSampler(Sampler[int]):
     def epoch_indices(self) -> torch.Tensor:
         """The whole epoch's draw over all ranks: the same on every rank, and the
         same on CPU and CUDA (the seed comes from a CPU generator)."""
-        q = self.distribution()
+        q = self.probabilities
         g = torch.Generator().manual_seed(_distributed.epoch_seed(self.seed, self.epoch))
         total = self.per_replica * self.num_replicas
         if self.shuffle_first_epoch and self.epoch == 0:

@@ -17,7 +17,7 @@ from . import _dispatch, _distributed, ops
 from ._flat_grads import FlatGrads, OffPathFilter, on_accumulate_hooks
 from ._transfer import HostCopy, to_device
 from .decisions import check_decisions, decisions_from
-from .schedules import ScheduleSpec, check_epoch, make_schedule
+from .schedules import ScheduleSpec, check_epoch, make_schedule, paper_lag, score_rule
 
 # rule: (decay, restart every epoch)
 RULES = {
@@ -187,14 +187,7 @@ class PathSampler:
         self.lag = lag
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
-        default_decay, self.restart_every_epoch = RULES[rule]
-        if decay is not None and rule != "ema":
-            raise ValueError(f"decay applies to rule='ema' only (rule={rule!r})")
-        self.decay = default_decay if decay is None else float(decay)
-        if rule == "ema" and not 0.0 < self.decay < 1.0:
-            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.decay, self.restart_every_epoch = score_rule(RULES, rule, decay, "PathSampler")
         self.shared, self.update, self.norm, self.rule = shared, update, norm, rule
         self.epochs = None if epochs is None else int(epochs)
         self._delta = make_schedule(delta, epochs, "delta")
@@ -224,11 +217,11 @@ class PathSampler:
         self.device = devices.pop() if devices else torch.device("cpu")
         rows = 1 if shared else len(self.decisions)
         self.scores = torch.zeros(rows, self.num_ops, device=self.device)
-        self.seen = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
+        self.visited = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
         self._ggn_keys = _native_keys(self.device)
         self.count = torch.zeros(rows, self.num_ops, device=self.device)
         self._skipped = torch.zeros(rows, self.num_ops, dtype=torch.int64, device=self.device)
-        self.probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
+        self._probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
         self.seed = _distributed.shared_seed(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.epoch = 0
@@ -279,7 +272,7 @@ class PathSampler:
         return cls(
             edges,
             epochs=epochs,
-            delta=lambda e: max(e - 1, 0) / epochs,
+            delta=paper_lag(epochs),
             shared=True,
             update="epoch",
             norm="paper",
@@ -302,10 +295,10 @@ class PathSampler:
         self._adopt()
         d = len(self.decisions)
         if self.shared:
-            draw = ops.sample_with_replacement(self.probs[0], d, generator=self.generator)
+            draw = ops.sample_with_replacement(self._probs[0], d, generator=self.generator)
         else:
             u = torch.rand(d, 1, dtype=torch.float64, generator=self.generator)
-            cdf = self.probs.cumsum(1)
+            cdf = self._probs.cumsum(1)
             draw = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=self.num_ops - 1)
         return draw.flatten().tolist()
 
@@ -509,7 +502,7 @@ class PathSampler:
         self.device = torch.device(device)
         self._ggn_keys = _native_keys(self.device)
         self.scores = self.scores.to(self.device)
-        self.seen = self.seen.to(self.device)
+        self.visited = self.visited.to(self.device)
         self.count = self.count.to(self.device)
         self._skipped = self._skipped.to(self.device)
         self._plans.clear()
@@ -598,17 +591,17 @@ class PathSampler:
             mask = torch.isfinite(step) & on_path
             self._skipped.add_(on_path ^ mask)  # on the path and not finite
             if self.rule == "ema":
-                mixed = torch.where(self.seen, self.scores.lerp(step, 1 - self.decay), step)
+                mixed = torch.where(self.visited, self.scores.lerp(step, 1 - self.decay), step)
                 self.scores = torch.where(mask, mixed, self.scores)
             else:  # mean
                 self.count = self.count + mask
                 self.scores = torch.where(
                     mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
                 )
-        self.seen = self.seen | mask
+        self.visited = self.visited | mask
         if self.update == "step":
             # On the scores' device; the host copy is queued here, read by sample().
-            _distributed.merge_visited_mean(self.scores, self.seen)
+            _distributed.merge_visited_mean(self.scores, self.visited)
             self._pending.append(HostCopy(self._distribution(self.delta)))
 
     @property
@@ -628,11 +621,11 @@ class PathSampler:
     def _adopt(self) -> None:
         """update="step": makes the distribution of `lag` records back the current one."""
         while len(self._pending) > self.lag:
-            self.probs = self._pending.popleft().wait()
+            self._probs = self._pending.popleft().wait()
 
     def _refresh(self, delta: float) -> None:
-        _distributed.merge_visited_mean(self.scores, self.seen)
-        self.probs = self._distribution(delta).cpu()  # the epoch's one host sync
+        _distributed.merge_visited_mean(self.scores, self.visited)
+        self._probs = self._distribution(delta).cpu()  # the epoch's one host sync
         self._pending.clear()
 
     def set_epoch(self, epoch: int) -> None:
@@ -648,7 +641,7 @@ class PathSampler:
         self._refresh(self.delta)
         if self.restart_every_epoch:
             self.scores = torch.zeros_like(self.scores)
-            self.seen = torch.zeros_like(self.seen)
+            self.visited = torch.zeros_like(self.visited)
             self.count = torch.zeros_like(self.count)
         self._applied_epoch = self.epoch
 
@@ -657,7 +650,7 @@ class PathSampler:
         """The distribution the next :meth:`sample` draws from: [1, K] when shared, else
         [decisions, K] (float64, CPU). With ``update="step"`` it may wait for a host copy."""
         self._adopt()
-        return self.probs
+        return self._probs
 
     def _check_path(self, path) -> tuple:
         if isinstance(path, torch.Tensor):
@@ -698,9 +691,9 @@ class PathSampler:
             "config": self._config(),
             # Copies: the live tables are updated in place (merges, records).
             "scores": self.scores.detach().to("cpu", copy=True),
-            "seen": self.seen.detach().to("cpu", copy=True),
+            "visited": self.visited.detach().to("cpu", copy=True),
             "count": self.count.detach().to("cpu", copy=True),
-            "probs": self.probs.clone(),
+            "probs": self._probs.clone(),
             "pending": [c.wait().clone() for c in self._pending],
             "seed": self.seed,
             "generator": self.generator.get_state(),
@@ -717,9 +710,10 @@ class PathSampler:
                 f"{tuple(state['config'])}, this one is {mine}"
             )
         self.scores = state["scores"].to(self.device, copy=True)
-        self.seen = state["seen"].to(self.device, copy=True)
+        # "seen" is the key of state_dicts saved before the samplers shared one vocabulary.
+        self.visited = state["visited" if "visited" in state else "seen"].to(self.device, copy=True)
         self.count = state["count"].to(self.device, copy=True)
-        self.probs = state["probs"].clone()
+        self._probs = state["probs"].clone()
         self._pending = deque(HostCopy(t) for t in state.get("pending", []))
         self.seed = int(state["seed"])
         self.generator.set_state(state["generator"])

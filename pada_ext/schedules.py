@@ -47,6 +47,28 @@ def make_schedule(spec: ScheduleSpec, total: Optional[int], name: str) -> Callab
     raise TypeError(f"{name}: a schedule is a string, a number or a callable, got {spec!r}")
 
 
+def paper_lag(epochs: int) -> Callable[[int], float]:
+    """The PA&DA code's timing of tau and delta: the value for epoch e is
+    (e - 1) / epochs, built at the end of epoch e - 1, so epochs 0 and 1 are uniform."""
+    return lambda e: max(e - 1, 0) / epochs
+
+
+def score_rule(rules: dict, rule: str, decay: Optional[float], name: str) -> tuple:
+    """(decay, restart_every_epoch) of `rule` in a sampler's `rules` table
+    ({rule: (default decay, restart every epoch)}). Only "ema" takes a decay,
+    in (0, 1); the other rules have theirs fixed."""
+    if rule not in rules:
+        raise ValueError(f"{name}: rule must be one of {sorted(rules)}, got {rule!r}")
+    default_decay, restart = rules[rule]
+    if decay is not None and rule != "ema":
+        raise ValueError(f"{name}: decay applies to rule='ema' only (rule={rule!r})")
+    if decay is None:
+        return default_decay, restart
+    if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0.0 < decay < 1.0:
+        raise ValueError(f"{name}: decay must be in (0, 1), got {decay!r}")
+    return float(decay), restart
+
+
 def check_epoch(t, total: Optional[int], name: str) -> int:
     """`t` as an int, if it is an epoch of a run of `total` epochs (any t >= 0 when None)."""
     if isinstance(t, bool) or not isinstance(t, numbers.Integral):

@@ -41,7 +41,7 @@ def test_draw_follows_scores_mixed_with_uniform():
     s.update(torch.arange(n), scores)
     s.set_epoch(1)
     q = 0.7 * scores.double() / scores.double().sum() + 0.3 / n
-    torch.testing.assert_close(s.distribution(), q, rtol=1e-6, atol=0)
+    torch.testing.assert_close(s.probabilities, q, rtol=1e-6, atol=0)
     assert counts_p_value(torch.tensor(list(s)), q) > P_MIN
 
 
@@ -83,7 +83,7 @@ def test_out_of_range_epochs_raise_instead_of_clamping_tau():
         s.update(torch.tensor(list(s)), torch.ones(1000))
     with pytest.raises(ValueError, match="epoch 5 is out of range"):
         s.set_epoch(5)
-    assert (s.distribution() > 0).all()
+    assert (s.probabilities > 0).all()
     with pytest.raises(ValueError, match="epoch -1 is out of range"):
         ImportanceSampler(10, tau=0.5, seed=0).set_epoch(-1)  # no epochs given: any e >= 0
     ImportanceSampler(10, tau=0.5, seed=0).set_epoch(10**6)
@@ -135,7 +135,7 @@ def test_non_finite_scores_never_enter_the_table():
     s.set_epoch(1)
     torch.testing.assert_close(s.epoch_scores, torch.tensor([1.0, 0.0, 0.0]))
     assert s.skipped_scores == 2
-    assert torch.isfinite(s.distribution()).all()
+    assert torch.isfinite(s.probabilities).all()
 
 
 def test_class_granularity():
@@ -149,7 +149,7 @@ def test_class_granularity():
     s.set_epoch(1)
     torch.testing.assert_close(s.epoch_scores, torch.tensor([1.0, 2.0, 0.0]))
     q = torch.cat([torch.full((50,), 1 / 3 / 50), torch.full((30,), 2 / 3 / 30), torch.zeros(20)])
-    torch.testing.assert_close(s.distribution(), q.double())
+    torch.testing.assert_close(s.probabilities, q.double())
     assert counts_p_value(torch.tensor(list(s)), q.double()) > P_MIN
 
 
@@ -164,7 +164,7 @@ def test_importance_weights_are_inverse_n_q():
     # E_q[w_i f_i] = mean of f: the reweighting removes the sampling bias.
     f = torch.tensor([3.0, -1.0, 2.0, 5.0, 7.0], dtype=torch.float64)
     w = s.importance_weights(torch.arange(5)).double()
-    torch.testing.assert_close((s.distribution() * w * f).sum(), f.mean())
+    torch.testing.assert_close((s.probabilities * w * f).sum(), f.mean())
 
 
 def run_epochs(sampler, epochs, start=0, seed=0):
@@ -306,7 +306,7 @@ def test_paper_configuration_replays_the_authors_rule():
             # the tau of that epoch: (e - 1) / epochs.
             want = authors_epoch(recorded[-1], n, (epoch - 1) / epochs)
             torch.testing.assert_close(
-                s.distribution(), torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=1e-9
+                s.probabilities, torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=1e-9
             )
             draw = torch.cat([s.epoch_indices() for _ in range(1)])
             assert draw.numel() == n  # N draws with replacement per epoch
@@ -434,7 +434,7 @@ def test_cross_entropy_reweighted_by_importance_weights():
     idx = torch.tensor([0, 1, 2, 3])
     loss = s.cross_entropy(logits, targets, idx, reweight=True)
     per = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    w = 1 / (4 * s.distribution()[idx]).float()
+    w = 1 / (4 * s.probabilities[idx]).float()
     torch.testing.assert_close(loss, (per * w).mean())
 
 
@@ -446,7 +446,7 @@ def test_nan_logits_do_not_poison_the_table():
     s.set_epoch(1)
     assert s.skipped_scores == 1
     assert s.epoch_scores[1] == 0 and (s.epoch_scores[[0, 2]] > 0).all()
-    assert torch.isfinite(s.distribution()).all()
+    assert torch.isfinite(s.probabilities).all()
 
 
 # -- devices: the per-step path without host syncs, CPU and CUDA alike ------------------
@@ -498,7 +498,7 @@ def test_training_steps_do_not_sync(device, granularity, reweight, amp):
                 loss.backward()
                 opt.step()
     assert sampler.scores.device.type == dev_type and sampler.visited.any()
-    assert sampler.skipped_scores == 0 and torch.isfinite(sampler.distribution()).all()
+    assert sampler.skipped_scores == 0 and torch.isfinite(sampler.probabilities).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -555,7 +555,7 @@ def test_cuda_run_matches_the_cpu_run_and_resumes_on_cuda(granularity):
             samplers["cuda"].scores.cpu(), samplers["cpu"].scores, rtol=1e-4, atol=1e-6
         )
         torch.testing.assert_close(
-            samplers["cuda"].distribution().cpu(), samplers["cpu"].distribution(), rtol=1e-4, atol=0
+            samplers["cuda"].probabilities.cpu(), samplers["cpu"].probabilities, rtol=1e-4, atol=0
         )
     assert samplers["cuda"].scores.is_cuda
     resumed = sampler(seed=0, device="cuda")
@@ -874,3 +874,13 @@ def test_collective_device_from_the_backend_string(monkeypatch):
             _distributed.collective_device(torch.device("cpu"))
     monkeypatch.setattr(dist, "get_backend", lambda group=None: "cpu:gloo,cuda:nccl")
     assert _distributed.collective_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_one_vocabulary_with_the_path_sampler():
+    """Both samplers say probabilities, visited and restart_every_epoch;
+    distribution() stays as a deprecated alias."""
+    s = ImportanceSampler(4, tau=1.0, rule="paper", seed=0)
+    s.set_epoch(0)
+    assert s.restart_every_epoch and s.visited.shape == (4,)
+    with pytest.warns(DeprecationWarning, match="probabilities"):
+        assert torch.equal(s.distribution(), s.probabilities)

@@ -143,7 +143,7 @@ def test_samples_follow_the_distribution():
     model = tiny_supernet()
     sampler = PathSampler(model.decisions(), delta=0.6, rule="ema", seed=5)
     sampler.scores = torch.tensor([[0.0, 0.0, 1.0, 3.0, 0.0]])
-    sampler.seen = sampler.scores > 0
+    sampler.visited = sampler.scores > 0
     sampler.set_epoch(1)
     want = 0.6 * torch.tensor([0, 0, 0.25, 0.75, 0], dtype=torch.float64) + 0.4 / 5
     torch.testing.assert_close(sampler.probabilities[0], want)
@@ -777,7 +777,7 @@ def test_state_dict_is_a_snapshot():
     model(torch.randn(2, 3, 8, 8), path).square().mean().backward()
     sampler.record(path)
     state = sampler.state_dict()
-    before = {k: state[k].clone() for k in ("scores", "seen", "count")}
+    before = {k: state[k].clone() for k in ("scores", "visited", "count")}
     # What the distributed merge does to the live tables: in place.
     for k in before:
         getattr(sampler, k).fill_(7)
@@ -900,7 +900,7 @@ def test_cuda_sampler_follows_the_model_to_cuda(flat):
             backward(ref, path, seed=step)
             moved.record(path)
             plain.record(path)
-        assert moved.scores.is_cuda and moved.seen.is_cuda
+        assert moved.scores.is_cuda and moved.visited.is_cuda
         torch.testing.assert_close(moved.scores, plain.scores, rtol=1e-5, atol=1e-7)
         if flat:
             conv = model.cells[0].edges[0][3][1].weight
@@ -1069,7 +1069,7 @@ def test_record_on_distinct_uniform_paths_matches_a_plain_restatement(config):
     torch.testing.assert_close(
         sampler.scores, torch.tensor(state["scores"], dtype=torch.float32), rtol=1e-5, atol=0
     )
-    assert sampler.seen.tolist() == state["seen"]
+    assert sampler.visited.tolist() == state["seen"]
     assert sampler.skipped_scores == state["skipped"] > 0
 
 
@@ -1160,3 +1160,17 @@ def test_record_on_distinct_paths_gives_the_scores_of_before(config, scores, ski
     want = torch.tensor([float.fromhex(x) for x in scores]).view_as(sampler.scores)
     torch.testing.assert_close(sampler.scores, want, rtol=1e-6, atol=0)
     assert sampler.skipped_scores == skipped
+
+
+def test_state_dicts_saved_with_the_old_seen_key_still_load():
+    model = tiny_supernet()
+    sampler = PathSampler(model.decisions(), epochs=2, seed=1)
+    sampler.set_epoch(0)
+    path = sampler.sample()
+    backward(model, path, seed=0)
+    sampler.record(path)
+    state = sampler.state_dict()
+    state["seen"] = state.pop("visited")  # as saved before "visited" named it
+    resumed = PathSampler(model.decisions(), epochs=2, seed=2)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.visited, sampler.visited) and resumed.visited.any()

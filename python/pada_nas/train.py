@@ -160,7 +160,7 @@ class Run:
             rec["path_probs"] = ps.probabilities[0].tolist()
             rec["path_scores"] = ps.scores[0].tolist()
         if self.is_da:
-            q = ds.distribution()
+            q = ds.probabilities
             rec["data_q_max_over_uniform"] = float(q.max() * self.n)
             rec["data_scored"] = int(ds.visited.sum())  # samples scored last epoch
             rec["data_score_mean"] = float(ds.scores[ds.visited].mean())
