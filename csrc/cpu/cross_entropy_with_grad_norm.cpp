@@ -116,23 +116,26 @@ struct LaneStats {
   alignas(64) float zy[kLanes];
   alignas(64) float keep[kLanes];
 
+  // kSmooth is a template argument so that the lane loop has no branch: it
+  // is vectorised (sqrtf, which may set errno, is left to the store loop).
+  template <bool kSmooth>
   PADA_INLINE void finish(const FwdArgs& a, int64_t r0, int64_t nr) const {
     alignas(64) float loss[kLanes], n2[kLanes], mx[kLanes], ls[kLanes];
 #pragma omp simd
     for (int64_t j = 0; j < kLanes; ++j) {
       const RowResult res =
-          xent::finish_row_sq(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], a.C, a.sm);
-      loss[j] = res.loss;
+          xent::finish_row_sq_t<kSmooth>(RowStats{m[j], so[j], s2o[j], sz[j]}, zy[j], a.C, a.sm);
+      const bool kept = keep[j] != 0.0f;
+      loss[j] = kept ? res.loss : 0.0f;
       n2[j] = res.grad_norm;
-      mx[j] = res.m;
-      ls[j] = res.log_s;
+      mx[j] = kept ? res.m : 0.0f;
+      ls[j] = kept ? res.log_s : 0.0f;
     }
     for (int64_t j = 0; j < nr; ++j) {
-      const bool kept = keep[j] != 0.0f;
-      a.loss[r0 + j] = kept ? loss[j] : 0.0f;
-      a.grad_norm[r0 + j] = kept ? xent::norm_from_sq(n2[j]) : 0.0f;
-      a.lse[2 * (r0 + j)] = kept ? mx[j] : 0.0f;
-      a.lse[2 * (r0 + j) + 1] = kept ? ls[j] : 0.0f;
+      a.loss[r0 + j] = loss[j];
+      a.grad_norm[r0 + j] = keep[j] != 0.0f ? xent::norm_from_sq(n2[j]) : 0.0f;
+      a.lse[2 * (r0 + j)] = mx[j];
+      a.lse[2 * (r0 + j) + 1] = ls[j];
     }
   }
 };
@@ -172,7 +175,7 @@ PADA_INLINE void fwd_lanes(const FwdArgs& a, int64_t r0, int64_t nr) {
       if constexpr (kSmooth) st.sz[j] += zt[c][j] - ref[j];
     }
   }
-  st.finish(a, r0, nr);
+  st.template finish<kSmooth>(a, r0, nr);
 }
 
 // out = (softmax(z) - t) * g with t the smoothed target; 0 for ignored rows.
@@ -319,7 +322,7 @@ PADA_INLINE void fwd_long(const FwdArgs& a, int64_t r0, int64_t nr, float* buf) 
     st.s2o[j] = rs.s2o;
     st.sz[j] = rs.sz;
   }
-  st.finish(a, r0, nr);
+  st.template finish<kSmooth>(a, r0, nr);
 }
 
 template <typename T>
