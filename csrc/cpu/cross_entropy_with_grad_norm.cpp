@@ -555,8 +555,8 @@ at::Tensor empty_reusable(int64_t N, int64_t C, at::ScalarType dtype) {
   constexpr size_t kAlign = 64;
   const size_t nbytes = static_cast<size_t>(N) * static_cast<size_t>(C) * at::elementSize(dtype);
   void* raw = std::malloc(nbytes + kAlign);
-  TORCH_CHECK(raw != nullptr, "cross_entropy_with_grad_norm_bwd: out of memory allocating ", nbytes,
-              " bytes");
+  TORCH_CHECK_WITH(OutOfMemoryError, raw != nullptr,
+                   "cross_entropy_with_grad_norm_bwd: out of memory allocating ", nbytes, " bytes");
   void* data = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(raw) + kAlign - 1) &
                                        ~static_cast<uintptr_t>(kAlign - 1));
   c10::DataPtr ptr(data, raw, &std::free, c10::Device(c10::DeviceType::CPU));
