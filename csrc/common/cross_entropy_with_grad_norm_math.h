@@ -161,8 +161,10 @@ struct RowResult {
 
 // Turns the stats of a whole row into (loss, squared grad norm, m, log s): the
 // square root is left to norm_from_sq, so that CPU loops over many rows stay
-// vectorisable (sqrtf may set errno).
-PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
+// vectorisable (sqrtf may set errno). kSmooth says whether sm.eps != 0: a
+// compile-time choice, so that a CPU loop over rows has no branch in it.
+template <bool kSmooth>
+PADA_XENT_HD RowResult finish_row_sq_t(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
   const float ey = exp_f32(zy - st.m);
   const float s = st.so + ey;
   const float inv_s = 1.0f / s;
@@ -171,7 +173,7 @@ PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, co
   // Probability mass off the target, computed without 1 - p_y.
   const float q = st.so * inv_s;
   float n2;
-  if (sm.eps == 0.0f) {
+  if (!kSmooth) {
     n2 = st.s2o * inv_s * inv_s + q * q;
   } else {
     // sum_{c != y} (p_c - a)^2 = s2o / s^2 - 2 a q + (C - 1) a^2.
@@ -184,13 +186,18 @@ PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, co
   // sum_c t_c (lse - z_c) = log s + (1 - eps) (m - z_y) + a sum_c (m - z_c),
   // and sum_c (m - z_c) = C (m - r) - sz. Without smoothing sz is not summed.
   float loss;
-  if (sm.eps == 0.0f) {
+  if (!kSmooth) {
     loss = d + log_s;
   } else {
     const float r = smooth_ref(zy);
     loss = log_s + (1.0f - sm.eps) * d + (sm.eps * (st.m - r) - sm.a * st.sz);
   }
   return RowResult{loss, n2, st.m, log_s};
+}
+
+PADA_XENT_HD RowResult finish_row_sq(const RowStats& st, float zy, int64_t C, const Smooth& sm) {
+  return sm.eps == 0.0f ? finish_row_sq_t<false>(st, zy, C, sm)
+                        : finish_row_sq_t<true>(st, zy, C, sm);
 }
 
 // The norm from its square. A row whose norm is not finite (NaN or +inf
