@@ -1,12 +1,13 @@
 // Makes the shared library importable as pada_ext._C; importing it runs the
-// static TORCH_LIBRARY registrations. Its only attributes are the numeric codes
-// shared with Python, so that tests/test_codes.py can compare them with
-// pada_ext/_codes.py.
+// static TORCH_LIBRARY registrations. Its attributes are the numeric codes
+// shared with Python (tests/test_codes.py compares them with
+// pada_ext/_codes.py) and cpu_isa(), the CPU kernels' instruction set.
 #include <Python.h>
 
 #include "common/cross_entropy_with_grad_norm.h"
 #include "common/grouped_grad_norm.h"
 #include "common/importance_update.h"
+#include "cpu/isa.h"
 
 namespace {
 
@@ -31,11 +32,27 @@ constexpr Code kCodes[] = {
     {"GROUPED_NORM_FINISH_ACCUMULATE", pada::gnorm::kAccumulate},
 };
 
+// The instruction set the CPU kernels use: pada_ext._C.cpu_isa().
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  try {
+    return PyUnicode_FromString(pada::cpu::isa_name(pada::cpu::isa()));
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+    return nullptr;
+  }
+}
+
+PyMethodDef kMethods[] = {
+    {"cpu_isa", cpu_isa, METH_NOARGS,
+     "The instruction set of the CPU kernels (PADA_CPU_ISA caps it)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 }  // namespace
 
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, kMethods};
   PyObject* m = PyModule_Create(&module_def);
   if (m == nullptr) return nullptr;
   for (const Code& c : kCodes) {

@@ -25,6 +25,8 @@
 #include <tuple>
 #include <type_traits>
 
+#include "isa.h"
+
 // Let a * b + c become one FMA in the AVX2 / AVX-512 variants below (exp and
 // log are polynomials): the build turns contraction off for the samplers.
 #if defined(__clang__)
@@ -411,34 +413,18 @@ PADA_INLINE void bwd_rows(const BwdArgs& a, int64_t r0, int64_t r1) {
     bwd_rows<T>(a, r0, r1);                                          \
   }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(PADA_X86_SIMD)
 PADA_XENT_VARIANT(avx512, __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))))
 PADA_XENT_VARIANT(avx2, __attribute__((target("avx2,fma"))))
 #define PADA_XENT_X86 1
 #endif
 PADA_XENT_VARIANT(base, )
 
-enum class Isa { kBase, kAvx2, kAvx512 };
-
-Isa best_isa() {
-#if defined(PADA_XENT_X86)
-  static const Isa isa = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-      return Isa::kAvx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-    return Isa::kBase;
-  }();
-  return isa;
-#else
-  return Isa::kBase;
-#endif
-}
+using cpu::Isa;
 
 template <typename T>
 void run_fwd(const FwdArgs& a, int64_t r0, int64_t r1) {
-  switch (best_isa()) {
+  switch (cpu::isa()) {
 #if defined(PADA_XENT_X86)
     case Isa::kAvx512:
       return fwd_avx512<T>(a, r0, r1);
@@ -452,7 +438,7 @@ void run_fwd(const FwdArgs& a, int64_t r0, int64_t r1) {
 
 template <typename T>
 void run_bwd(const BwdArgs& a, int64_t r0, int64_t r1) {
-  switch (best_isa()) {
+  switch (cpu::isa()) {
 #if defined(PADA_XENT_X86)
     case Isa::kAvx512:
       return bwd_avx512<T>(a, r0, r1);

@@ -16,8 +16,9 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "isa.h"
+
+#if defined(PADA_X86_SIMD)
 #define PADA_GNORM_AVX2 1
 #endif
 
@@ -87,8 +88,7 @@ using ChunkSumFn = float (*)(const ChunkRow&);
 
 ChunkSumFn best_chunk_sum() {
 #ifdef PADA_GNORM_AVX2
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-  if (avx2) return &chunk_sum_avx2;
+  if (cpu::use_avx2()) return &chunk_sum_avx2;
 #endif
   return &chunk_sum_generic;
 }

@@ -7,9 +7,9 @@
 #include <cstdint>
 
 #include "../common/philox.h"
+#include "isa.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#if defined(PADA_X86_SIMD)
 #define PADA_HAVE_AVX2_PATH 1
 #endif
 
@@ -93,12 +93,6 @@ __attribute__((target("avx2"))) inline void philox16_avx2(uint64_t seed, uint64_
 // target attribute too, so that the state stays in registers.
 #define PADA_AVX512_TARGET "avx512f,avx512vl,avx512dq,avx512bw,bmi2"
 
-inline bool have_avx512() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("bmi2");
-}
-
 struct Philox16State {
   __m512i c[4];
 };
@@ -166,7 +160,7 @@ using Philox16Fn = void (*)(uint64_t, uint64_t, uint32_t, uint32_t[2][4][kPhilox
 
 inline Philox16Fn best_philox16() {
 #ifdef PADA_HAVE_AVX2_PATH
-  if (__builtin_cpu_supports("avx2")) return &philox16_avx2;
+  if (use_avx2()) return &philox16_avx2;
 #endif
   return &philox16_scalar;
 }

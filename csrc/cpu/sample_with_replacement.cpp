@@ -490,7 +490,7 @@ void build_blocks(const T* w, const swr::Layout& layout, double* mass, int64_t* 
   // Blocks of 8 slots or more, with AVX-512: built kSweepLanes at a time
   // (one per lane), except where scale n / mass is not finite (a zero or
   // subnormal mass) or no slot is heavy: those take the generic path.
-  const bool vec = cpu::have_avx512() && L >= 8;
+  const bool vec = cpu::use_avx512() && L >= 8;
 #else
   const bool vec = false;
 #endif
@@ -587,7 +587,7 @@ at::Tensor sample_with_replacement_cpu(const at::Tensor& weights, int64_t num_sa
   const size_t out_bytes = static_cast<size_t>(num_samples) * sizeof(int64_t);
   if (out_bytes >= (size_t{32} << 20)) advise_huge_pages(out_ptr, out_bytes);
 #ifdef PADA_HAVE_AVX2_PATH
-  const auto draw = cpu::have_avx512() ? &draw_range_avx512 : &draw_range;
+  const auto draw = cpu::use_avx512() ? &draw_range_avx512 : &draw_range;
 #else
   const auto draw = &draw_range;
 #endif
