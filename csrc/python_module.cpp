@@ -4,7 +4,7 @@
 // pada_ext/_codes.py) and cpu_isa(), the CPU kernels' instruction set.
 #include <Python.h>
 
-#include "common/cross_entropy_with_grad_norm.h"
+#include "common/cross_entropy_with_grad_norm_math.h"
 #include "common/grouped_grad_norm.h"
 #include "common/importance_update.h"
 #include "cpu/isa.h"

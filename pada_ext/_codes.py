@@ -12,7 +12,7 @@ STATUS_OUT_OF_RANGE = 0  # indices outside the table, skipped (counted on CUDA)
 STATUS_NONFINITE = 1  # values not finite as float32, skipped
 STATUS_SIZE = 2
 
-# Loss reductions, as at::Reduction (csrc/common/cross_entropy_with_grad_norm.h, kReduce*).
+# Loss reductions, as at::Reduction (csrc/common/cross_entropy_with_grad_norm_math.h, kReduce*).
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 REDUCTION = {"none": REDUCTION_NONE, "mean": REDUCTION_MEAN, "sum": REDUCTION_SUM}
 

@@ -2,7 +2,7 @@
 // the forward kernel already computed each row's log-sum-exp, so the backward
 // is one call of cross_entropy_with_grad_norm_bwd. Kept out of Python because
 // a Python autograd.Function costs more than the whole op on small batches.
-#include "../common/cross_entropy_with_grad_norm.h"
+#include "../host/cross_entropy_with_grad_norm.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>

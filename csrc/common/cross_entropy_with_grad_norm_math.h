@@ -39,6 +39,9 @@
 namespace pada {
 namespace xent {
 
+// Reduction codes, as at::Reduction (pada_ext/_codes.py names them too).
+constexpr int64_t kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;
+
 // exp(x) for x <= 88 that compilers vectorise (no libm call): Cephes' expf,
 // ~1 ulp. NaN propagates; x below the float range gives exactly 0, so -inf
 // logits (masks) contribute nothing, as in torch.

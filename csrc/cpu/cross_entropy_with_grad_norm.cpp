@@ -2,13 +2,13 @@
 // block of rows (at::parallel_for). Short rows go 16 at a time, one row per
 // vector lane; long rows one at a time, in chunks that stay in L1 (a max pass,
 // then one exp pass that feeds every sum; see
-// csrc/common/cross_entropy_with_grad_norm.h).
+// csrc/common/cross_entropy_with_grad_norm_math.h).
 //
 // The inner loops are plain float loops that the compiler vectorises, with
 // exp and log as polynomials. The extension is built without -mavx*, so each
 // kernel is compiled three times (AVX-512, AVX2, baseline) and picked at run
 // time: a libm exp per element would cost more than the whole op in torch.
-#include "../common/cross_entropy_with_grad_norm.h"
+#include "../host/cross_entropy_with_grad_norm.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>

@@ -23,7 +23,7 @@
 
 #include <tuple>
 
-#include "../common/cross_entropy_with_grad_norm.h"
+#include "../host/cross_entropy_with_grad_norm.h"
 
 namespace pada {
 namespace {

@@ -4,7 +4,7 @@ The forward reads the row once in chunks of BLOCK with a lane-wise online
 softmax (each lane keeps its own running max and sums; lanes are merged once
 at the end), so the loss, the gradient norm and the row's log-sum-exp cost a
 single read. The backward writes (softmax - target) * grad in one pass. The
-math is that of csrc/common/cross_entropy_with_grad_norm.h: the target class
+math is that of csrc/common/cross_entropy_with_grad_norm_math.h: the target class
 is left out of the sums so that the norm stays accurate when p_y -> 1.
 
 Launch shape: BLOCK classes a chunk, 8 of them per thread (num_warps =

@@ -1,6 +1,6 @@
-// Torch-side helpers of pada::cross_entropy_with_grad_norm shared by the CPU and
-// CUDA entry points: dtype dispatch, layout, argument checks. The per-row math
-// (no torch needed, so host tests replay it) is in the _math header.
+// Host code of pada::cross_entropy_with_grad_norm shared by the CPU and CUDA
+// entry points: dtype dispatch, layout, argument checks. The per-row math (no
+// torch needed, so host tests replay it) is in csrc/common/..._math.h.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -8,7 +8,7 @@
 #include <c10/util/Exception.h>
 #include <c10/util/Half.h>
 
-#include "cross_entropy_with_grad_norm_math.h"
+#include "../common/cross_entropy_with_grad_norm_math.h"
 
 namespace pada {
 namespace xent {
@@ -25,9 +25,6 @@ void dispatch_dtype(at::ScalarType dt, const F& f) {
 inline at::Tensor rows_unit_stride(const at::Tensor& logits) {
   return logits.size(1) <= 1 || logits.stride(1) == 1 ? logits : logits.contiguous();
 }
-
-// Reduction codes, as at::Reduction.
-constexpr int64_t kReduceNone = 0, kReduceMean = 1, kReduceSum = 2;
 
 // Argument checks shared by the CPU and CUDA entry points (host only), and
 // mirrored with the same messages by pada_ext/fake.py (xent_check_args), which
