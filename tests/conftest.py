@@ -120,3 +120,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def child_env(**extra) -> dict:
+    """The environment of a child Python process that imports the pada_ext under
+    test (the installed package, or the in-place build), plus `extra`."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(pada_ext.__file__)))
+    env = dict(os.environ, **extra)
+    env["PYTHONPATH"] = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
+    return env

@@ -4,14 +4,13 @@ subprocess of its own: the sampler's draws must agree bit for bit, the fused
 cross-entropy and the grouped norms within rounding (the vector variants
 contract exp and log into FMAs and sum in other orders)."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import child_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ISAS = ("scalar", "avx2", "avx512")
 
 # Sampler sizes name the paths of csrc/cpu/sample_with_replacement.cpp: blocks of
@@ -51,7 +50,7 @@ torch.save(out, sys.argv[1])
 
 
 def run_with_isa(isa, path):
-    env = dict(os.environ, PADA_CPU_ISA=isa, PYTHONPATH=ROOT)
+    env = child_env(PADA_CPU_ISA=isa)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(path)], env=env, capture_output=True, text=True
     )
@@ -93,7 +92,7 @@ def test_cross_entropy_and_norms_agree_on_every_isa(results, isa):
 
 
 def test_an_unknown_cap_is_an_error_naming_it(tmp_path):
-    env = dict(os.environ, PADA_CPU_ISA="sse9", PYTHONPATH=ROOT)
+    env = child_env(PADA_CPU_ISA="sse9")
     code = "from pada_ext import ops; import torch; ops.sample_with_replacement(torch.ones(3), 2)"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode != 0

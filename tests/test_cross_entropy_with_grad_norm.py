@@ -900,11 +900,11 @@ print(max(faults[3:]))
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator and getrusage faults")
 def test_backward_reuses_the_freed_gradient_of_the_step_before():
-    import os
     import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root)
+    from conftest import child_env
+
+    env = child_env()
     pages = 4096 * 1000 * 4 // 4096  # one gradient
     for seed in range(4):
         done = subprocess.run(

@@ -3,7 +3,6 @@ the _foreach_norm reference on every device and backend, plus bit identity
 between the compiled kernels, determinism, CUDA graphs, streams, devices,
 opcheck, torch.compile and errors."""
 
-import os
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from conftest import (
     COMPILE_CASES,
     DEVICES,
     HAS_CUDA,
+    child_env,
     no_sync,
     requires_cuda,
     requires_triton,
@@ -21,7 +21,6 @@ from conftest import (
     triton_device,
 )
 
-import pada_ext
 from pada_ext import ops
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -497,10 +496,8 @@ def test_triton_aot_compiles_for_sm90():
         "    k = triton.compile(src, target=GPUTarget('cuda', 90, 32))\n"
         "    assert k.asm['cubin'], s['name']\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    # The pada_ext under test: the installed package or the in-place build.
-    here = os.path.dirname(os.path.dirname(os.path.abspath(pada_ext.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
+    env = child_env()
+    env.pop("TRITON_INTERPRET", None)
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300

@@ -13,6 +13,7 @@ from conftest import (
     COMPILE_CASES,
     DEVICES,
     HAS_CUDA,
+    child_env,
     no_sync,
     requires_cuda,
     requires_triton,
@@ -361,8 +362,8 @@ def test_triton_aot_compiles_for_sm90():
     tool = os.path.join(here, "tools", "compile_triton_aot.py")
     if not os.path.exists(tool):
         pytest.skip("tools/ is not next to the package under test")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
+    env = child_env()
+    env.pop("TRITON_INTERPRET", None)
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     done = subprocess.run(
         [sys.executable, tool, "--module", "pada_ext.triton.importance_update"],
