@@ -290,3 +290,44 @@ def test_cifar10_reader_matches_torchvision(tmp_path, monkeypatch):
     torch.testing.assert_close(split.x_train, (xs[0] - mean) / std)
     torch.testing.assert_close(split.x_test, (xs[1] - mean) / std)
     assert split.y_train.tolist() == tv[0].targets and split.y_test.tolist() == tv[1].targets
+
+
+def test_digits_distorted_is_deterministic_and_keeps_labels():
+    from sklearn.datasets import load_digits
+
+    from pada_nas import data
+
+    a = data.digits_distorted(train_size=300, test_size=200, seed=3)
+    b = data.digits_distorted(train_size=300, test_size=200, seed=3)
+    c = data.digits_distorted(train_size=300, test_size=200, seed=4)
+    assert a.x_train.shape == (300, 1, 16, 16) and a.x_test.shape == (200, 1, 16, 16)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.x_test, b.x_test)
+    assert not torch.equal(a.x_train, c.x_train)
+    # Image i is a distorted copy of source i mod (sources): its label, untouched.
+    labels = torch.tensor(load_digits().target)
+    train_src, test_src = data.digit_sources()
+    assert torch.equal(a.y_train, labels[train_src[torch.arange(300) % len(train_src)]])
+    assert torch.equal(a.y_test, labels[test_src[torch.arange(200) % len(test_src)]])
+    assert abs(float(a.x_train.mean())) < 1e-5 and abs(float(a.x_train.std()) - 1) < 1e-5
+
+
+def test_digits_distorted_test_sources_are_disjoint_from_training_ones():
+    from pada_nas import data
+
+    train_src, test_src = data.digit_sources(test_sources=597, split_seed=0)
+    assert len(train_src) == 1200 and len(test_src) == 597
+    assert not set(train_src.tolist()) & set(test_src.tolist())
+    assert sorted(train_src.tolist() + test_src.tolist()) == list(range(1797))
+
+
+def test_distort_moves_and_noises_each_image_by_its_own_draw():
+    from pada_nas import data
+
+    img = torch.zeros(2, 1, 8, 8)
+    img[:, :, 2:6, 3:5] = 1.0  # the same digit-like bar twice
+    g = torch.Generator().manual_seed(0)
+    clean = data.distort(img, 0.0, g)
+    assert clean.shape == (2, 1, 16, 16)
+    assert not torch.allclose(clean[0], clean[1])  # different affine draws
+    noisy = data.distort(img, 0.5, torch.Generator().manual_seed(0))
+    assert 0.3 < float((noisy - clean).std()) < 0.7  # the same affine draws, plus noise

@@ -2,7 +2,9 @@
 
 The embedded default works offline on a fresh machine: the 1,797 handwritten
 digits (8x8, 10 classes) that ship with scikit-learn, real images, split once
-by a fixed permutation into a training and a test set. CIFAR-10 is read from
+by a fixed permutation into a training and a test set. ``digits_distorted`` makes
+a harder task from them (16x16, seeded affine distortions and noise, tens of
+thousands of images, test images from source digits no training image uses). CIFAR-10 is read from
 torchvision's on-disk format (``<root>/cifar-10-batches-py/``), downloaded by
 torchvision only when the files are missing and downloading is allowed.
 """
@@ -49,6 +51,74 @@ def digits(train_size: int = 1000, split_seed: int = 0) -> Split:
     mean, std = x[train].mean(), x[train].std()
     x = (x - mean) / std
     return Split(x[train], y[train], x[test], y[test], 10, "digits")
+
+
+def digit_sources(test_sources: int = 597, split_seed: int = 0) -> tuple:
+    """The source digits of :func:`digits_distorted`: (train, test) index tensors into
+    sklearn's 1,797 digits, disjoint, from one fixed permutation."""
+    order = torch.randperm(1797, generator=torch.Generator().manual_seed(split_seed))
+    if not 1 <= test_sources <= 1797 - 10:
+        raise ValueError(f"test_sources must be in [1, 1787], got {test_sources}")
+    return order[test_sources:], order[:test_sources]
+
+
+def distort(images: torch.Tensor, sigma: float, generator: torch.Generator, size: int = 16):
+    """Upsampled to size x size (bilinear), one seeded affine distortion per image
+    (rotation +-15 degrees, translation +-2 px, scale 0.9-1.1), then i.i.d.
+    Gaussian noise of std `sigma` on the [0, 1] pixel scale. `images` is [n, 1, h, w]
+    in [0, 1]; the draws come from `generator` in a fixed order."""
+    import torch.nn.functional as F
+
+    n = images.shape[0]
+    up = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    u = torch.rand(n, 4, generator=generator, dtype=torch.float64)
+    angle = (u[:, 0] * 2 - 1) * (15 * np.pi / 180)
+    shift = (u[:, 1:3] * 2 - 1) * (2 * 2 / size)  # +-2 px in grid units ([-1, 1] spans size px)
+    scale = 0.9 + 0.2 * u[:, 3]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    ).float()
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+    out = F.grid_sample(up, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + sigma * torch.randn(out.shape, generator=generator)
+
+
+def digits_distorted(
+    train_size: int = 20_000,
+    test_size: int = 12_000,
+    sigma: float = 0.5,
+    test_sources: int = 597,
+    split_seed: int = 0,
+    seed: int = 0,
+) -> Split:
+    """A harder task made from the embedded digits, deterministically, labels untouched.
+
+    The 1,797 source digits are split first (:func:`digit_sources`), so that no test
+    image comes from a source digit that any training image comes from. Image i of a
+    split is a :func:`distort`-ed copy of source i mod (number of sources), in the
+    split's own seeded stream (``seed`` for training, ``seed + 1`` for test); its label
+    is its source's. Standardised with the training images' mean and std.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(data.target, dtype=torch.int64)
+    parts = []
+    for offset, (sources, count) in enumerate(
+        zip(digit_sources(test_sources, split_seed), (train_size, test_size))
+    ):
+        if count < 1:
+            raise ValueError(f"digits_distorted: split sizes must be >= 1, got {count}")
+        gen = torch.Generator().manual_seed(seed + offset)
+        src = sources[torch.arange(count) % len(sources)]
+        parts.append((distort(x[src], sigma, gen), y[src]))
+    (x_train, y_train), (x_test, y_test) = parts
+    mean, std = x_train.mean(), x_train.std()
+    return Split(
+        (x_train - mean) / std, y_train, (x_test - mean) / std, y_test, 10, "digits_distorted"
+    )
 
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -107,4 +177,6 @@ def load(name: str, **kwargs) -> Split:
         return digits(**kwargs)
     if name == "cifar10":
         return cifar10(**kwargs)
-    raise ValueError(f"unknown dataset {name!r}: use 'digits' or 'cifar10'")
+    if name == "digits_distorted":
+        return digits_distorted(**kwargs)
+    raise ValueError(f"unknown dataset {name!r}: use 'digits', 'digits_distorted' or 'cifar10'")
