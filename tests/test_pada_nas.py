@@ -293,9 +293,8 @@ def test_cifar10_reader_matches_torchvision(tmp_path, monkeypatch):
 
 
 def test_digits_distorted_is_deterministic_and_keeps_labels():
-    from sklearn.datasets import load_digits
-
     from pada_nas import data
+    from sklearn.datasets import load_digits
 
     a = data.digits_distorted(train_size=300, test_size=200, seed=3)
     b = data.digits_distorted(train_size=300, test_size=200, seed=3)
