@@ -91,6 +91,11 @@ def main(argv=None):
         seeds = min(seeds, 2)
         overrides.setdefault("epochs", 15)
         overrides.setdefault("eval_every", 5)
+        print(
+            "--quick: a smoke test of the whole pipeline (2 seeds, 15 epochs); the supernets are "
+            "barely trained and its table cannot tell the samplers apart",
+            file=sys.stderr,
+        )
     for key in ("epochs", "batch_size", "eval_every", "test_size"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
