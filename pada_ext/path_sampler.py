@@ -307,7 +307,7 @@ class PathSampler:
         """Grouping of the path's parameters for the fused norm, cached per path
         (list mode: per _list_plan key)."""
         if self._flat is None:
-            return self._list_plan(tuple(map(list.__getitem__, self._key_of, path)))
+            return self._list_plan(self._list_key(path))
         plan = self._plans.get(path)
         if plan is not None:
             self._plans.move_to_end(path)
