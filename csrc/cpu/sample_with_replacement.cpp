@@ -56,8 +56,7 @@ void for_each_chunk(int64_t num_chunks, const Body& body) {
   for (int64_t c = 0; c < num_chunks; ++c) body(c);
 }
 
-// Scratch for the alias table. Draws hit it at random, so on Linux we ask for
-// transparent huge pages: one TLB entry per 2 MiB instead of per 4 KiB.
+// The alias table's memory comes from std::aligned_alloc: freed with std::free.
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
 };
