@@ -81,3 +81,35 @@ def test_standalone_reproduces_itself():
     a = train_path(path, split, cfg, seed=0)
     assert a == train_path(path, split, cfg, seed=0)
     assert 0.0 <= a <= 1.0
+
+
+def test_distorted_ground_truth_is_the_same_with_two_processes(tmp_path):
+    from pada_nas import experiment
+    from pada_nas.ground_truth import main
+
+    args = ["--dataset", "digits_distorted", "--train-size", "64", "--test-images", "48"]
+    args += ["--epochs", "1", "--batch-size", "32", "--pilot", "2", "--seeds", "0", "1"]
+    docs = []
+    for processes in (1, 2):
+        out = tmp_path / f"gt{processes}.json"
+        main(args + ["--out", str(out), "--processes", str(processes)])
+        docs.append(json.loads(out.read_text()))
+    assert docs[0]["results"] == docs[1]["results"] and len(docs[0]["results"]) == 4
+    config = docs[0]["config"]
+    assert docs[0]["dataset"] == "digits_distorted"
+    assert set(config) == CONFIG_KEYS | {"dataset", "test_images", "sigma"}
+    # The supernets are trained on the split the ground truth names.
+    overrides = experiment.config_from_ground_truth(docs[0])
+    assert overrides["dataset"] == "digits_distorted" and overrides["test_images"] == 48
+    assert overrides["sigma"] == 0.5 and overrides["train_size"] == 64
+
+
+def test_a_resumed_ground_truth_refuses_another_config(tmp_path):
+    from pada_nas.ground_truth import main
+
+    out = str(tmp_path / "gt.json")
+    args = ["--dataset", "digits_distorted", "--train-size", "32", "--test-images", "16"]
+    args += ["--epochs", "1", "--pilot", "1", "--seeds", "0", "--sets", "random"]
+    main(args + ["--out", out])
+    with pytest.raises(SystemExit, match="another config"):
+        main(args + ["--out", out, "--sigma", "0.3"])

@@ -111,6 +111,62 @@ def test_each_sampler_trains_and_scores(kind, split):
         assert rec["data_q_max_over_uniform"] > 1.2  # tau = 3/5 in the last epoch
     else:
         assert "data_scored" not in rec
+    # Entropy over the uniform one's, per epoch: 1 while a sampler draws uniformly
+    # (SPOS always; the paper's schedules in their first epochs), below 1 once it learns.
+    for key, learns in (
+        ("path_entropy", kind in ("pa", "pada")),
+        ("data_entropy", kind in ("da", "pada")),
+    ):
+        h = rec[key]
+        assert len(h) == cfg.epochs and all(0 < v <= 1 + 1e-12 for v in h)
+        assert h[0] == pytest.approx(1.0)
+        assert (h[-1] < 0.999) == learns
+
+
+def test_normalised_entropy_by_hand():
+    import torch
+    from pada_nas.train import normalised_entropy
+
+    assert float(normalised_entropy(torch.full((5,), 0.2))) == pytest.approx(1.0)
+    assert float(normalised_entropy(torch.tensor([1.0, 0.0, 0.0, 0.0]))) == 0.0
+    p = torch.tensor([0.5, 0.25, 0.25, 0.0])
+    assert float(normalised_entropy(p)) == pytest.approx(1.5 * np.log(2) / np.log(4))
+    rows = normalised_entropy(torch.tensor([[0.5, 0.5], [1.0, 0.0]]))
+    assert rows.tolist() == pytest.approx([1.0, 0.0])
+
+
+# -- paired statistics --------------------------------------------------------------------
+
+
+def test_paired_difference_matches_scipy_and_a_by_hand_bootstrap():
+    from pada_nas.stats import paired_difference
+
+    a = [0.61, 0.58, 0.66, 0.70, 0.59, 0.63, 0.65, 0.62]
+    b = [0.55, 0.57, 0.60, 0.61, 0.60, 0.58, 0.59, 0.57]
+    d = np.subtract(a, b)
+    out = paired_difference(a, b, resamples=2000, seed=3)
+    assert out["n"] == 8 and out["mean"] == pytest.approx(d.mean())
+    assert out["p"] == pytest.approx(stats.wilcoxon(d).pvalue)
+    rng = np.random.default_rng(3)
+    boot = d[rng.integers(0, 8, size=(2000, 8))].mean(1)
+    assert [out["ci_low"], out["ci_high"]] == pytest.approx(np.quantile(boot, [0.025, 0.975]))
+    assert out["significant"]  # 7 of 8 seeds better, interval above 0
+    # the same pairs the other way round: the mirror image
+    back = paired_difference(b, a, resamples=2000, seed=3)
+    assert back["mean"] == pytest.approx(-out["mean"]) and back["p"] == pytest.approx(out["p"])
+
+
+def test_paired_difference_says_no_when_there_is_nothing():
+    from pada_nas.stats import paired_difference
+
+    same = paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same["mean"] == 0 and same["p"] == 1.0 and not same["significant"]
+    mixed = paired_difference([0.6, 0.5, 0.7, 0.4], [0.5, 0.6, 0.6, 0.5])
+    assert not mixed["significant"] and mixed["ci_low"] < 0 < mixed["ci_high"]
+    nan = paired_difference([float("nan"), 0.6, 0.7], [0.5, 0.5, 0.5])
+    assert nan["n"] == 2
+    with pytest.raises(ValueError, match="alike"):
+        paired_difference([0.1, 0.2], [0.1])
 
 
 def test_training_is_deterministic_under_a_seed(split):
@@ -158,8 +214,33 @@ def test_command_line_writes_documented_outputs(tmp_path, capsys, quick):
     row = payload["summary"]["pada"]
     for key in ("sub64_kt", "sub64_p_top5", "random_kt", "random_p_top5", "mean_gv"):
         assert len(row[key]) == 2 and np.isfinite(row[key][0])
-    for name in ("table.md", "kt.png", "gv.png"):
+    for name in ("table.md", "kt.png", "gv.png", "entropy.png"):
         assert (out / name).stat().st_size > 0
+    # PA&DA paired with SPOS by seed: one difference per set and metric, and its table.
+    assert "| vs SPOS | ΔKT (sub64)" in printed
+    d = payload["paired_vs_spos"]["pada"]["random"]["kt"]
+    assert d["n"] == 2 and d["ci_low"] <= d["mean"] <= d["ci_high"]
+    runs = {(r["sampler"], r["seed"]): r for r in payload["runs"]}
+    expected = np.mean(
+        [
+            runs["pada", s]["final"]["random"]["kt"] - runs["spos", s]["final"]["random"]["kt"]
+            for s in (0, 1)
+        ]
+    )
+    assert d["mean"] == pytest.approx(expected)
+
+
+def test_two_processes_give_the_runs_of_one(tmp_path):
+    from pada_nas import experiment
+
+    cfg = make_config("small", **dict(TINY, epochs=1))
+    jobs = [("spos", 0), ("pada", 0), ("pada", 1)]
+    sets = fake_sets()
+    one = experiment.train_all(cfg, jobs, sets, False, "./data", False, processes=1)
+    two = experiment.train_all(cfg, jobs, sets, False, "./data", False, processes=2)
+    assert [(r["sampler"], r["seed"]) for r in two] == jobs
+    for a, b in zip(one, two):
+        assert a["loss"] == b["loss"] and a["final"] == b["final"]
 
 
 # -- devices and mixed precision ---------------------------------------------------------
@@ -301,9 +382,9 @@ def test_digits_distorted_is_deterministic_and_keeps_labels():
     from pada_nas import data
     from sklearn.datasets import load_digits
 
-    a = data.digits_distorted(train_size=300, test_size=200, seed=3)
-    b = data.digits_distorted(train_size=300, test_size=200, seed=3)
-    c = data.digits_distorted(train_size=300, test_size=200, seed=4)
+    a = data.digits_distorted(train_size=300, test_images=200, seed=3)
+    b = data.digits_distorted(train_size=300, test_images=200, seed=3)
+    c = data.digits_distorted(train_size=300, test_images=200, seed=4)
     assert a.x_train.shape == (300, 1, 16, 16) and a.x_test.shape == (200, 1, 16, 16)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.x_test, b.x_test)
     assert not torch.equal(a.x_train, c.x_train)

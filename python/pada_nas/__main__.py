@@ -2,7 +2,7 @@
 
 Trains each sampler with each seed on the same budget, ranks the ground-truth
 path sets with the inherited weights, and writes results.json, table.md,
-kt.png and gv.png to --out.
+kt.png, gv.png and entropy.png to --out.
 """
 
 import argparse
@@ -38,7 +38,10 @@ def parse(argv=None):
     p.add_argument("--test-size", type=int, help="test images for the evaluation (default all)")
     p.add_argument("--ground-truth", default=str(experiment.DEFAULT_GROUND_TRUTH))
     p.add_argument("--out", default="python/runs/latest")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
+    p.add_argument(
+        "--processes", type=int, default=1, help="supernets trained at a time (one per core)"
+    )
     p.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
@@ -113,6 +116,7 @@ def main(argv=None):
             progress=not args.no_progress,
             data_root=args.data_root,
             download=not args.no_download,
+            processes=args.processes,
         )
     except FileNotFoundError as e:  # e.g. CIFAR-10 missing with --no-download
         sys.exit(str(e))
@@ -120,7 +124,7 @@ def main(argv=None):
     print(payload["table"])
     print(
         f"\n{len(payload['runs'])} supernets in {payload['seconds']:.0f} s; wrote {args.out}/"
-        "{results.json,table.md,kt.png,gv.png}"
+        "{results.json,table.md,kt.png,gv.png,entropy.png}"
     )
 
 

@@ -23,6 +23,9 @@ class Config:
     dataset: str = "digits"
     train_size: int = 1000
     split_seed: int = 0
+    # digits_distorted only: the generated test split's size and the pixel noise
+    test_images: int = 12_000
+    sigma: float = 0.5
     channels: int = 8
     cells: int = 1
     epochs: int = 30
@@ -65,6 +68,10 @@ def load_split(cfg: Config, data_root: str = "./data", download: bool = True):
         return datasets.digits(cfg.train_size, cfg.split_seed)
     if cfg.dataset == "cifar10":
         return datasets.cifar10(data_root, download=download)
+    if cfg.dataset == "digits_distorted":
+        return datasets.digits_distorted(
+            cfg.train_size, cfg.test_images, cfg.sigma, split_seed=cfg.split_seed
+        )
     return datasets.load(cfg.dataset)
 
 

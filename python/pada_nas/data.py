@@ -86,7 +86,7 @@ def distort(images: torch.Tensor, sigma: float, generator: torch.Generator, size
 
 def digits_distorted(
     train_size: int = 20_000,
-    test_size: int = 12_000,
+    test_images: int = 12_000,
     sigma: float = 0.5,
     test_sources: int = 597,
     split_seed: int = 0,
@@ -107,7 +107,7 @@ def digits_distorted(
     y = torch.tensor(data.target, dtype=torch.int64)
     parts = []
     for offset, (sources, count) in enumerate(
-        zip(digit_sources(test_sources, split_seed), (train_size, test_size))
+        zip(digit_sources(test_sources, split_seed), (train_size, test_images))
     ):
         if count < 1:
             raise ValueError(f"digits_distorted: split sizes must be >= 1, got {count}")

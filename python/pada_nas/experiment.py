@@ -1,6 +1,7 @@
 """The comparison: SPOS vs DA vs PA vs PA&DA, several seeds each, same budget."""
 
 import json
+import multiprocessing
 import platform
 import statistics
 import time
@@ -10,6 +11,10 @@ import torch
 
 from . import train as training
 from .config import LABELS, load_split
+from .stats import paired_difference
+
+BASELINE = "spos"
+METRICS = {"kt": "KT", "p_top5": "P@Top5%"}
 
 DEFAULT_GROUND_TRUTH = Path(__file__).resolve().parent.parent / "ground_truth" / "digits.json"
 
@@ -29,7 +34,8 @@ def load_ground_truth(path) -> dict:
 def config_from_ground_truth(gt: dict) -> dict:
     """The supernet and data settings that must match the ground truth's."""
     c = gt.get("config", {})
-    return {k: c[k] for k in ("train_size", "split_seed", "channels", "cells") if k in c}
+    keys = ("dataset", "train_size", "test_images", "sigma", "split_seed", "channels", "cells")
+    return {k: c[k] for k in keys if k in c}
 
 
 def mean_std(values):
@@ -54,6 +60,47 @@ def summarise(runs: list, samplers, set_names) -> dict:
     return summary
 
 
+def paired(runs: list, samplers, set_names) -> dict:
+    """``{sampler: {set: {metric: paired_difference vs SPOS}}}`` over the seeds both ran."""
+    if BASELINE not in samplers:
+        return {}
+    by = {(r["sampler"], r["seed"]): r for r in runs}
+    out = {}
+    for kind in samplers:
+        if kind == BASELINE:
+            continue
+        seeds = sorted(s for k, s in by if k == kind and (BASELINE, s) in by)
+        out[kind] = {
+            name: {
+                key: paired_difference(
+                    [by[kind, s]["final"][name][key] for s in seeds],
+                    [by[BASELINE, s]["final"][name][key] for s in seeds],
+                )
+                for key in METRICS
+            }
+            for name in set_names
+        }
+    return out
+
+
+def paired_table(diffs: dict, set_names) -> str:
+    """Mean paired difference vs SPOS [95% bootstrap interval], Wilcoxon p; * = significant."""
+    head = ["vs SPOS"] + [f"Δ{METRICS[k]} ({n})" for n in set_names for k in METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for kind, per_set in diffs.items():
+        cells = [LABELS[kind]]
+        for name in set_names:
+            for key in METRICS:
+                d = per_set[name][key]
+                star = " *" if d["significant"] else ""
+                cells.append(
+                    f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] "
+                    f"p={d['p']:.3f}{star}"
+                )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(summary: dict, set_names) -> str:
     """Table 5 of the paper (DA, PA, KT, P@Top5%), one KT/P@Top5% pair per path set, plus GV."""
 
@@ -75,6 +122,50 @@ def markdown_table(summary: dict, set_names) -> str:
     return "\n".join(lines)
 
 
+_WORKER = {}
+
+
+def _init_worker(cfg, data_root, download, threads) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["split"] = load_split(cfg, data_root, download)
+
+
+def _train_one(kind, cfg, seed, eval_sets) -> dict:
+    return training.train(kind, cfg, seed, eval_sets, _WORKER["split"], progress=False)
+
+
+def _print_run(r: dict) -> None:
+    # one line per supernet, also without progress bars
+    f = r["final"]
+    print(
+        f"{LABELS[r['sampler']]:6s} seed {r['seed']}: "
+        + "  ".join(f"{n} KT {f[n]['kt']:.3f} P@5% {f[n]['p_top5']:.3f}" for n in f)
+        + f"  GV {r['mean_gv']:.3e}  ({r['seconds']['total']:.0f}s)",
+        flush=True,
+    )
+
+
+def train_all(cfg, jobs, eval_sets, progress, data_root, download, processes: int) -> list:
+    """The supernet of every (sampler, seed) in `jobs`, in that order. With processes > 1,
+    each process trains whole supernets on torch's current number of threads."""
+    if processes <= 1:
+        split = load_split(cfg, data_root, download)
+        runs = []
+        for kind, seed in jobs:
+            runs.append(training.train(kind, cfg, seed, eval_sets, split, progress))
+            _print_run(runs[-1])
+        return runs
+    ctx = multiprocessing.get_context("spawn")
+    init = (cfg, data_root, download, torch.get_num_threads())
+    with ctx.Pool(processes, _init_worker, init) as pool:
+        pending = [pool.apply_async(_train_one, (k, cfg, s, eval_sets)) for k, s in jobs]
+        runs = []
+        for p in pending:
+            runs.append(p.get())
+            _print_run(runs[-1])
+    return runs
+
+
 def run(
     cfg,
     samplers,
@@ -86,32 +177,25 @@ def run(
     plot=True,
     data_root="./data",
     download=True,
+    processes=1,
 ):
     """Trains every sampler with every seed (interleaved, so a slow spell of the
-    shared machine does not hit one sampler only) and writes
-    ``results.json``, ``table.md`` and the plots to `out_dir`. `data_root` and
-    `download` locate CIFAR-10 (see :func:`pada_nas.data.cifar10`)."""
+    shared machine does not hit one sampler only; `processes` supernets at a time)
+    and writes ``results.json``, ``table.md`` and the plots to `out_dir`. `data_root`
+    and `download` locate CIFAR-10 (see :func:`pada_nas.data.cifar10`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     eval_sets, gt = load_ground_truth(ground_truth)
     set_names = sorted(eval_sets, key=lambda s: (s != "sub64", s))
-    split = load_split(cfg, data_root, download)
-    runs = []
     started = time.perf_counter()
-    for seed in seeds:
-        for kind in samplers:
-            runs.append(training.train(kind, cfg, seed, eval_sets, split, progress))
-            # one line per supernet, also without progress bars
-            f = runs[-1]["final"]
-            print(
-                f"{LABELS[kind]:6s} seed {seed}: "
-                + "  ".join(f"{n} KT {f[n]['kt']:.3f} P@5% {f[n]['p_top5']:.3f}" for n in f)
-                + f"  GV {runs[-1]['mean_gv']:.3e}  ({runs[-1]['seconds']['total']:.0f}s)",
-                flush=True,
-            )
+    jobs = [(kind, seed) for seed in seeds for kind in samplers]
+    runs = train_all(cfg, jobs, eval_sets, progress, data_root, download, processes)
     seconds = time.perf_counter() - started
     summary = summarise(runs, samplers, set_names)
+    diffs = paired(runs, samplers, set_names)
     table = markdown_table(summary, set_names)
+    if diffs:
+        table += "\n\n" + paired_table(diffs, set_names)
     payload = {
         "command": command,
         "config": runs[0]["config"],
@@ -125,11 +209,13 @@ def run(
             "paths": {n: len(eval_sets[n][0]) for n in set_names},
         },
         "summary": summary,
+        "paired_vs_spos": diffs,
         "table": table,
         "seconds": seconds,
         "machine": {
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "processes": processes,
             "cpu": platform.processor() or platform.machine(),
         },
         "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],

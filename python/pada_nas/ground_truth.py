@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import shlex
@@ -25,7 +26,7 @@ import time
 
 import torch
 
-from .data import digits
+from .data import digits, digits_distorted
 from .nb201 import all_paths
 from .standalone import standalone_config, train_path
 
@@ -41,6 +42,8 @@ CONFIG_KEYS = (
     "weight_decay",
     "sample_seed",
 )
+# Keys of the digits_distorted task, kept only in files made with it (older digits files lack them).
+DISTORTED_KEYS = ("dataset", "test_images", "sigma")
 
 
 def random_paths(n: int, sample_seed: int) -> list[list[int]]:
@@ -77,7 +80,12 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--num-random", type=int, default=100)
     p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--dataset", choices=("digits", "digits_distorted"), default="digits")
     p.add_argument("--train-size", type=int, default=500)
+    p.add_argument(
+        "--test-images", type=int, default=12_000, help="digits_distorted: test split size"
+    )
+    p.add_argument("--sigma", type=float, default=0.5, help="digits_distorted only")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--channels", type=int, default=4)
     p.add_argument("--cells", type=int, default=1)
@@ -92,8 +100,41 @@ def parse_args(argv=None):
         default=0,
         help="a quick look: N sub64 paths (a fixed random subset) and the first N random ones",
     )
+    p.add_argument("--sets", nargs="+", choices=("sub64", "random"), default=["sub64", "random"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--processes", type=int, default=1, help="paths trained in parallel, each on --threads"
+    )
     return p.parse_args(argv)
+
+
+def make_config(args) -> dict:
+    keys = CONFIG_KEYS + (DISTORTED_KEYS if args.dataset != "digits" else ())
+    return {k: getattr(args, k) for k in keys}
+
+
+def load_data(config: dict):
+    """The split a ground-truth config names (files without "dataset" are digits)."""
+    if config.get("dataset", "digits") == "digits":
+        return digits(config["train_size"], config["split_seed"])
+    return digits_distorted(
+        config["train_size"],
+        config["test_images"],
+        config["sigma"],
+        split_seed=config["split_seed"],
+    )
+
+
+_WORKER = {}
+
+
+def _init_worker(config: dict, cfg, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(split=load_data(config), cfg=cfg)
+
+
+def _train_seeds(path, seeds) -> list:
+    return [train_path(path, _WORKER["split"], _WORKER["cfg"], s) for s in seeds]
 
 
 def main(argv=None):
@@ -101,7 +142,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
 
-    config = {k: getattr(args, k) for k in CONFIG_KEYS}
+    config = make_config(args)
     cfg = standalone_config(
         channels=args.channels,
         cells=args.cells,
@@ -120,11 +161,12 @@ def main(argv=None):
         keep = sorted(random.Random(0).sample(range(len(sub64)), min(args.pilot, len(sub64))))
         sub64 = [sub64[i] for i in keep]
         rand = rand[: args.pilot]
-    todo = [("sub64", p) for p in sub64] + [("random", p) for p in rand]
+    todo = [("sub64", p) for p in sub64] * ("sub64" in args.sets)
+    todo += [("random", p) for p in rand] * ("random" in args.sets)
 
     argv_used = sys.argv[1:] if argv is None else list(argv)
     doc = {
-        "dataset": "digits",
+        "dataset": args.dataset,
         "command": "PYTHONPATH=python python -m pada_nas.ground_truth " + shlex.join(argv_used),
         "seeds": list(args.seeds),
         "config": config,
@@ -138,21 +180,24 @@ def main(argv=None):
             sys.exit(f"{args.out} was made with another config or seeds; use another --out")
         doc["results"] = old["results"]
     done = {(r["set"], tuple(r["path"])) for r in doc["results"]}
-    train_seconds = 0.0
 
-    split = digits(args.train_size, args.split_seed)
-    bar = tqdm(todo, desc="paths", unit="path")
-    for set_name, path in bar:
-        if (set_name, tuple(path)) in done:
-            continue
-        t0 = time.perf_counter()
-        accs = [train_path(path, split, cfg, s) for s in args.seeds]
-        train_seconds += time.perf_counter() - t0
-        doc["results"].append({"path": path, "set": set_name, "test_acc": accs})
-        for name in ("sub64", "random"):
-            doc["seed_kendall_tau"][name] = seed_kendall_tau(doc["results"], name)
-        write(args.out, doc)
-        bar.set_postfix(acc=f"{sum(accs) / len(accs):.3f}")
+    todo = [(s, p) for s, p in todo if (s, tuple(p)) not in done]
+    bar = tqdm(total=len(todo), desc="paths", unit="path")
+    t0 = time.perf_counter()
+    # Each worker trains whole paths on its own thread(s); results are written in the order of
+    # `todo`, so a file is the same whatever the number of processes.
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(args.processes, _init_worker, (config, cfg, args.threads)) as pool:
+        jobs = [pool.apply_async(_train_seeds, (path, args.seeds)) for _, path in todo]
+        for (set_name, path), job in zip(todo, jobs):
+            accs = job.get()
+            doc["results"].append({"path": path, "set": set_name, "test_acc": accs})
+            for name in ("sub64", "random"):
+                doc["seed_kendall_tau"][name] = seed_kendall_tau(doc["results"], name)
+            write(args.out, doc)
+            bar.update()
+            bar.set_postfix(acc=f"{sum(accs) / len(accs):.3f}")
+    train_seconds = time.perf_counter() - t0
     bar.close()
     for name in ("sub64", "random"):
         accs = [sum(r["test_acc"]) / len(r["test_acc"]) for r in doc["results"] if r["set"] == name]
@@ -161,7 +206,7 @@ def main(argv=None):
                 f"{name}: {len(accs)} paths, mean acc {min(accs):.4f}..{max(accs):.4f}, "
                 f"seed KT {doc['seed_kendall_tau'][name]}"
             )
-    print(f"training time of this invocation {train_seconds:.0f} s")
+    print(f"wall time of this invocation {train_seconds:.0f} s ({args.processes} processes)")
 
 
 if __name__ == "__main__":

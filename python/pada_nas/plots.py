@@ -1,4 +1,5 @@
-"""PNG plots of KT and GV per epoch, mean and spread over seeds per sampler."""
+"""PNG plots of KT, GV and the sampling distributions' entropy per epoch, mean and spread
+over seeds per sampler."""
 
 from pathlib import Path
 
@@ -48,4 +49,20 @@ def plot_runs(runs, samplers, set_names, out_dir):
     fig.savefig(out / "gv.png", dpi=110)
     plt.close(fig)
     written.append(out / "gv.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, what in zip(axes, ("path_entropy", "data_entropy"), ("paths", "data")):
+        for kind in samplers:
+            mine = [r for r in runs if r["sampler"] == kind and key in r]
+            if not mine:
+                continue
+            x = np.arange(1, len(mine[0][key]) + 1)
+            _band(ax, x, [r[key] for r in mine], LABELS[kind])
+        ax.set(xlabel="epoch", ylabel="entropy / uniform's", title=f"sampling entropy ({what})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "entropy.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "entropy.png")
     return written

@@ -123,9 +123,22 @@ class Run:
         self.gv.add(path)
         return loss.detach(), logits.detach(), y
 
+    def entropies(self) -> dict:
+        """This epoch's sampling distributions' entropy over the uniform one's (1.0: uniform):
+        per decision for paths (mean over decisions), over the N samples for data."""
+        out = {"path_entropy": 1.0, "data_entropy": 1.0}  # SPOS: uniform paths and data
+        if hasattr(self.path_sampler, "probabilities"):
+            p = self.path_sampler.probabilities
+            out["path_entropy"] = float(normalised_entropy(p).mean())
+        if self.is_da:
+            out["data_entropy"] = float(normalised_entropy(self.data_sampler.probabilities))
+        return out
+
     def train_epoch(self, epoch: int) -> dict:
-        """One epoch; its mean loss, train accuracy, GV and learning rate (one host read)."""
+        """One epoch; its mean loss, train accuracy, GV, learning rate and the entropy of the
+        distributions it sampled from (one host read each)."""
         self.set_epoch(epoch)
+        entropies = self.entropies()
         total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
@@ -141,6 +154,7 @@ class Run:
             "train_acc": float(correct) / seen,
             "gv": self.gv.epoch_value(),
             "lr": lr,
+            **entropies,
         }
 
     def rank(self, eval_sets: dict, x, y) -> dict:
@@ -165,6 +179,16 @@ class Run:
             rec["data_scored"] = int(ds.visited.sum())  # samples scored last epoch
             rec["data_score_mean"] = float(ds.scores[ds.visited].mean())
         return rec
+
+
+EPOCH_KEYS = ("loss", "train_acc", "gv", "lr", "path_entropy", "data_entropy")
+
+
+def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of the distribution(s) `p` over log(row length)."""
+    p = p.double()
+    h = -torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum(-1)
+    return h / math.log(p.shape[-1])
 
 
 def op_parameters(model: Supernet) -> list:
@@ -205,7 +229,8 @@ def train(
     split = with_test_size(split if split is not None else load_split(cfg), cfg.test_size)
     run = Run(kind, cfg, seed, split)
     eval_sets = eval_sets or {}
-    record = {"sampler": kind, "seed": seed, "loss": [], "train_acc": [], "gv": [], "lr": []}
+    record = {"sampler": kind, "seed": seed}
+    record.update({k: [] for k in EPOCH_KEYS})
     record["curves"] = {name: {"epoch": [], "kt": [], "p_top5": []} for name in eval_sets}
     curve = None
     if cfg.curve_test_size:
