@@ -64,6 +64,30 @@ def seed_kendall_tau(results, set_name: str):
     return sum(taus) / len(taus) if taus else None
 
 
+def set_statistics(results, set_name: str):
+    """What says whether a set's ranking is worth having: its seed-vs-seed KT, the
+    spread of the paths' mean accuracies, the mean seed std within a path, and the
+    share of path pairs whose means differ by less than that std (saturation: most)."""
+    import numpy as np
+
+    accs = np.array([r["test_acc"] for r in results if r["set"] == set_name], dtype=float)
+    if len(accs) < 2:
+        return None
+    means = accs.mean(1)
+    seed_std = float(accs.std(1, ddof=1).mean()) if accs.shape[1] > 1 else float("nan")
+    i, j = np.triu_indices(len(means), 1)
+    return {
+        "paths": len(means),
+        "seed_kt": seed_kendall_tau(results, set_name),
+        "acc_min": float(means.min()),
+        "acc_median": float(np.median(means)),
+        "acc_max": float(means.max()),
+        "spread_std": float(means.std(ddof=1)),
+        "seed_std": seed_std,
+        "pairs_within_seed_std": float(np.mean(np.abs(means[i] - means[j]) < seed_std)),
+    }
+
+
 def write(path: str, doc: dict) -> None:
     # Atomic replace: an interrupted write never leaves a truncated file to resume from.
     tmp = path + ".tmp"
@@ -200,11 +224,13 @@ def main(argv=None):
     train_seconds = time.perf_counter() - t0
     bar.close()
     for name in ("sub64", "random"):
-        accs = [sum(r["test_acc"]) / len(r["test_acc"]) for r in doc["results"] if r["set"] == name]
-        if accs:
+        stats = set_statistics(doc["results"], name)
+        if stats:
             print(
-                f"{name}: {len(accs)} paths, mean acc {min(accs):.4f}..{max(accs):.4f}, "
-                f"seed KT {doc['seed_kendall_tau'][name]}"
+                f"{name}: {stats['paths']} paths, mean acc {stats['acc_min']:.4f}.."
+                f"{stats['acc_max']:.4f}, seed KT {stats['seed_kt']:.3f}, seed std "
+                f"{stats['seed_std']:.4f}, pairs within one seed std "
+                f"{stats['pairs_within_seed_std']:.2f}"
             )
     print(f"wall time of this invocation {train_seconds:.0f} s ({args.processes} processes)")
 
