@@ -20,49 +20,64 @@ def _band(ax, x, ys, label):
         ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.15)
 
 
-def plot_runs(runs, samplers, set_names, out_dir):
-    out = Path(out_dir)
-    written = []
-    fig, axes = plt.subplots(1, len(set_names), figsize=(5 * len(set_names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], set_names):
-        for kind in samplers:
-            mine = [r for r in runs if r["sampler"] == kind]
-            x = mine[0]["curves"][name]["epoch"]
-            _band(ax, x, [r["curves"][name]["kt"] for r in mine], LABELS[kind])
-        ax.set(xlabel="epoch", ylabel="Kendall's tau", title=f"KT per epoch ({name})")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "kt.png", dpi=110)
-    plt.close(fig)
-    written.append(out / "kt.png")
-
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+def _panel(ax, runs, samplers, series, **labels):
+    """One line per sampler: `series(run)` -> (x, y) of each of its runs."""
     for kind in samplers:
-        mine = [r for r in runs if r["sampler"] == kind]
-        x = np.arange(1, len(mine[0]["gv"]) + 1)
-        _band(ax, x, [r["gv"] for r in mine], LABELS[kind])
-    ax.set(xlabel="epoch", ylabel="gradient variance", title="GV per epoch", yscale="log")
+        mine = [series(r) for r in runs if r["sampler"] == kind]
+        mine = [xy for xy in mine if xy is not None]
+        if mine:
+            _band(ax, mine[0][0], [y for _, y in mine], LABELS[kind])
+    ax.set(**labels)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "gv.png", dpi=110)
-    plt.close(fig)
-    written.append(out / "gv.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key, what in zip(axes, ("path_entropy", "data_entropy"), ("paths", "data")):
-        for kind in samplers:
-            mine = [r for r in runs if r["sampler"] == kind and key in r]
-            if not mine:
-                continue
-            x = np.arange(1, len(mine[0][key]) + 1)
-            _band(ax, x, [r[key] for r in mine], LABELS[kind])
-        ax.set(xlabel="epoch", ylabel="entropy / uniform's", title=f"sampling entropy ({what})")
-        ax.grid(alpha=0.3)
-        ax.legend()
+
+def _figure(path: Path, panels) -> Path:
+    """Writes one row of panels, each ``(series, axis labels)``, to `path`."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (series, labels) in zip(axes[0], panels):
+        _panel(ax, *series, **labels)
     fig.tight_layout()
-    fig.savefig(out / "entropy.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    written.append(out / "entropy.png")
-    return written
+    return path
+
+
+def _per_epoch(key):
+    def series(r):
+        return (np.arange(1, len(r[key]) + 1), r[key]) if key in r else None
+
+    return series
+
+
+def _curve(name):
+    return lambda r: (r["curves"][name]["epoch"], r["curves"][name]["kt"])
+
+
+def plot_runs(runs, samplers, set_names, out_dir):
+    out = Path(out_dir)
+    kt = [
+        (
+            (runs, samplers, _curve(n)),
+            dict(xlabel="epoch", ylabel="Kendall's tau", title=f"KT per epoch ({n})"),
+        )
+        for n in set_names
+    ]
+    gv = [
+        (
+            (runs, samplers, _per_epoch("gv")),
+            dict(xlabel="epoch", ylabel="gradient variance", title="GV per epoch", yscale="log"),
+        )
+    ]
+    entropy = [
+        (
+            (runs, samplers, _per_epoch(f"{what}_entropy")),
+            dict(xlabel="epoch", ylabel="entropy / uniform's", title=f"sampling entropy ({what})"),
+        )
+        for what in ("path", "data")
+    ]
+    return [
+        _figure(out / "kt.png", kt),
+        _figure(out / "gv.png", gv),
+        _figure(out / "entropy.png", entropy),
+    ]
