@@ -184,29 +184,29 @@ class OffPathFilter:
         self.handles = []
 
 
-def _marker(me, blocks):
-    def hook(_param):
+def _weak_hook(me, call):
+    """A hook that runs ``call(filter, *hook_args)`` while the filter ``me()`` lives
+    (the hooks must not keep it alive)."""
+
+    def hook(*args):
         f = me()
         if f is not None:
-            f.mark(blocks)
+            call(f, *args)
 
     return hook
+
+
+def _marker(me, blocks):
+    return _weak_hook(me, lambda f, _param: f.mark(blocks))
 
 
 def _pre(me):
-    def hook(opt, _args, _kwargs):
-        f = me()
-        if f is not None:
-            f.hide(opt)
-
-    return hook
+    return _weak_hook(me, lambda f, opt, _args, _kwargs: f.hide(opt))
 
 
 def _post(me):
-    def hook(opt, _args, _kwargs):
-        f = me()
-        if f is not None:
-            f.show(opt)
-            f.forget(opt)
+    def show_and_forget(f, opt, _args, _kwargs):
+        f.show(opt)
+        f.forget(opt)
 
-    return hook
+    return _weak_hook(me, show_and_forget)
