@@ -67,19 +67,32 @@ def _kernel(op):
     return kernel
 
 
+_override_warning_due = True  # the dispatcher's warning: once per process
+
+
+def _impl(lib, ops, key):
+    for op in ops:
+        lib.impl(op, _kernel(op), key)
+
+
 def _register(ops, key):
+    global _override_warning_due
     lib = torch.library.Library("pada", "IMPL")
-    with warnings.catch_warnings():
-        # The dispatcher warns (once per process) when a kernel overrides
-        # another one; overriding the compiled kernel is the point here. Only
-        # that warning, only here (the once is spent, though: C++ keeps it).
-        warnings.filterwarnings(
-            "ignore",
-            message=r"(?s).*Overriding a previously registered kernel",
-            category=UserWarning,
-        )
-        for op in ops:
-            lib.impl(op, _kernel(op), key)
+    if _override_warning_due and any(
+        torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", key) for op in ops
+    ):
+        # The dispatcher warns once per process when a kernel overrides
+        # another; overriding the compiled kernel is the point here. Only that
+        # warning, only the first time (a filter change also resets the
+        # registries that keep other warnings from repeating).
+        _override_warning_due = False
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", r"(?s).*Overriding a previously registered kernel", UserWarning
+            )
+            _impl(lib, ops, key)
+    else:
+        _impl(lib, ops, key)
     return lib
 
 
