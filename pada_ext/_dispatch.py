@@ -19,6 +19,10 @@ def triton_interpreted() -> bool:
 
 @functools.cache
 def _has_native_kernel(op: str, dispatch_key: str) -> bool:
+    from . import _triton_kernels  # it imports this module
+
+    if _triton_kernels.serves(op, dispatch_key):  # Triton stands in for a missing kernel
+        return False
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"pada::{op}", dispatch_key)
 
 
@@ -39,7 +43,11 @@ def compiling() -> bool:
 
 
 def resolve_backend(op: str, backend, device: torch.device) -> str:
-    """The backend that serves `op` on `device`: `backend` if given, else the best one."""
+    """The backend that serves `op` on `device`: `backend` if given, else the best one.
+
+    "native" is the compiled kernel, "triton" the Triton kernel of the same pada::
+    op (pada_ext/_triton_kernels.py), "reference" plain PyTorch.
+    """
     if backend is None:
         if device.type == "cpu":
             return "native"

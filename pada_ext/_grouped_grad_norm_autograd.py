@@ -1,5 +1,5 @@
-"""The gradient of grouped_grad_norm, registered for the compiled op
-(pada::grouped_grad_norm, here) and the Triton one (pada_ext/triton).
+"""The gradient of pada::grouped_grad_norm, registered here for every kernel of
+the op (compiled or Triton).
 
 out[g] = ||(tensors of group g)||, so d out[g] / d t = t / out[g] for each
 tensor t of group g: 0 where out[g] is 0, as torch.linalg.vector_norm's

@@ -23,8 +23,8 @@ def _shape(t):
 def check_no_grad(op, name, t):
     """The non-differentiable ops refuse inputs that require grad (in grad mode).
 
-    Also run by pada_ext.ops before any backend: inside a custom op (Triton)
-    autograd has already turned grad mode off."""
+    Run by pada_ext.ops before any backend, where grad mode is still the
+    caller's (below the dispatcher's autograd layer it may not be)."""
     _check(
         RuntimeError,
         not (torch.is_grad_enabled() and t.requires_grad),

@@ -50,7 +50,7 @@ _XENT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 def xent_check_args(op, logits, target, reduction, label_smoothing):
     """The checks of csrc/host/cross_entropy_with_grad_norm.h (check_args),
     with the same messages and exception types: run by the fakes and by the
-    Triton op, so that every backend validates alike."""
+    Triton kernels, so that every kernel validates alike."""
     torch._check_value(
         logits.dim() == 2, lambda: f"{op}: logits must be 2-D [N, C], got {logits.dim()} dimensions"
     )

@@ -51,6 +51,29 @@ def triton_device() -> str:
     return "cuda" if HAS_CUDA else "cpu"
 
 
+def triton_selected(*ops):
+    """Inside the block the pada:: `ops` run their Triton kernel on triton_device()
+    (registered over the compiled kernel, which is back afterwards)."""
+    from pada_ext import _triton_kernels
+
+    return _triton_kernels.selected(ops, triton_device())
+
+
+class TritonOp:
+    """torch.ops.pada.<name>, each call with its Triton kernel selected for the
+    device of its first tensor argument; `.default` is the op's overload."""
+
+    def __init__(self, name):
+        self.name = name
+        self.default = getattr(torch.ops.pada, name).default
+
+    def __call__(self, *args):
+        from pada_ext import _triton_kernels
+
+        device = next(a.device for a in args if isinstance(a, torch.Tensor))
+        return _triton_kernels.call(self.name, device, *args)
+
+
 requires_triton = pytest.mark.skipif(not triton_usable(), reason="triton is not installed")
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 requires_two_gpus = pytest.mark.skipif(

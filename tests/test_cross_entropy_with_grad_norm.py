@@ -17,12 +17,14 @@ from conftest import (
     requires_triton,
     requires_two_gpus,
     triton_device,
+    triton_selected,
 )
 
 from pada_ext.ops import cross_entropy_with_grad_norm as xent
 from pada_ext.reference.cross_entropy_with_grad_norm import grad_norm as ref_norm
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+XENT_OPS = ("cross_entropy_with_grad_norm_fwd", "cross_entropy_with_grad_norm_bwd")
 # Against torch on float64-upcast logits the kernels only differ by float32
 # accumulation and the final rounding to the dtype. torch in the dtype itself is
 # less accurate (half log-probs; float32 sums over 256k classes): looser.
@@ -330,15 +332,16 @@ def _opcheck_samples(device):
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
 def test_opcheck(device, backend):
-    if backend == "triton":
-        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
-    ns = torch.ops.pada_triton if backend == "triton" else torch.ops.pada
-    fwd, bwd = ns.cross_entropy_with_grad_norm_fwd, ns.cross_entropy_with_grad_norm_bwd
-    for logits, target, eps, reduction in _opcheck_samples(device):
-        torch.library.opcheck(fwd, (logits, target, reduction, -100, eps))
-        loss, _, lse = fwd(logits.detach(), target, reduction, -100, eps)
-        grad = torch.randn(loss.shape).to(device, logits.dtype)
-        torch.library.opcheck(bwd, (grad, logits.detach(), target, lse, reduction, -100, eps))
+    """The pada:: ops with the kernels of `backend` (the Triton ones selected)."""
+    fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
+    bwd = torch.ops.pada.cross_entropy_with_grad_norm_bwd
+    selected = triton_selected(*XENT_OPS) if backend == "triton" else contextlib.nullcontext()
+    with selected:
+        for logits, target, eps, reduction in _opcheck_samples(device):
+            torch.library.opcheck(fwd, (logits, target, reduction, -100, eps))
+            loss, _, lse = fwd(logits.detach(), target, reduction, -100, eps)
+            grad = torch.randn(loss.shape).to(device, logits.dtype)
+            torch.library.opcheck(bwd, (grad, logits.detach(), target, lse, reduction, -100, eps))
 
 
 @pytest.mark.parametrize("device,backend", BACKENDS)
@@ -466,11 +469,10 @@ def test_mixed_devices_rejected(device, backend):
     with pytest.raises(ValueError, match="target is on cpu"):
         xent(logits, target.cpu(), backend=backend)
     if backend == "triton":
-        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
-
-        fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd
-        with pytest.raises(ValueError, match="tensor 1 is on cpu"):
-            fwd(logits, target.cpu(), 1, -100, 0.0)
+        fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
+        with pytest.raises(ValueError, match="(target|tensor 1) is on cpu"):
+            with triton_selected(*XENT_OPS):
+                fwd(logits, target.cpu(), 1, -100, 0.0)
     else:
         with pytest.raises(RuntimeError, match="target is on cpu"):
             torch.ops.pada.cross_entropy_with_grad_norm_fwd(logits, target.cpu(), 1, -100, 0.0)
@@ -853,17 +855,21 @@ def _op_error_cases(n=4, c=5):
     return fwd, bwd
 
 
-@pytest.mark.parametrize("ns", ["pada", pytest.param("pada_triton", marks=requires_triton), "fake"])
-def test_op_validation_is_shared(ns):
-    """The native op, the Triton op and the fakes (torch.compile, export) reject
-    bad arguments with the same exception type and message."""
+@pytest.mark.parametrize(
+    "kernel", ["native", pytest.param("triton", marks=requires_triton), "fake"]
+)
+def test_op_validation_is_shared(kernel):
+    """The op's compiled kernel, its Triton kernel and its fake (torch.compile,
+    export) reject bad arguments with the same exception type and message."""
+    from pada_ext import _triton_kernels
+
     fwd_cases, bwd_cases = _op_error_cases()
-    if ns == "pada_triton":
-        from pada_ext.triton import cross_entropy_with_grad_norm  # noqa: F401
-    ops = torch.ops.pada_triton if ns == "pada_triton" else torch.ops.pada
-    fwd, bwd = ops.cross_entropy_with_grad_norm_fwd, ops.cross_entropy_with_grad_norm_bwd
+    fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
+    bwd = torch.ops.pada.cross_entropy_with_grad_norm_bwd
     mode = contextlib.nullcontext()
-    if ns == "fake":
+    if kernel == "triton":  # CPU tensors: the checks raise before any launch
+        mode = _triton_kernels.selected(XENT_OPS, "cpu")
+    if kernel == "fake":
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         mode = FakeTensorMode(allow_non_fake_inputs=True)

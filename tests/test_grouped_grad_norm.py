@@ -19,6 +19,7 @@ from conftest import (
     requires_triton,
     requires_two_gpus,
     triton_device,
+    triton_selected,
 )
 
 from pada_ext import ops
@@ -394,10 +395,6 @@ def test_triton_refuses_cuda_graph_capture():
     with pytest.raises(RuntimeError, match="CUDA graph"):
         with torch.cuda.graph(graph):
             ops.grouped_grad_norm(tensors, [0, 1], 2, backend="triton")
-    from pada_ext.triton import grouped_grad_norm as mod
-
-    if mod._op_tags():
-        assert torch.Tag.cudagraph_unsafe in torch.ops.pada_triton.grouped_grad_norm.default.tags
 
 
 @requires_two_gpus
@@ -465,21 +462,21 @@ def test_errors_native_only(device):
 @requires_triton
 @pytest.mark.triton
 def test_triton_opcheck():
-    from pada_ext.triton import grouped_grad_norm  # noqa: F401
-
     device = triton_device()
     tensors = _make([0, 7, 300], DTYPES, 11, device)
     gi = torch.tensor([0, 1, 1])
-    torch.library.opcheck(torch.ops.pada_triton.grouped_grad_norm.default, (tensors, gi, 2, False))
-    torch.library.opcheck(
-        torch.ops.pada_triton.grouped_sq_norm_accumulate_.default,
-        (tensors, gi, torch.zeros(2, device=device)),
-    )
     flat = torch.randn(1000, device=device)
-    torch.library.opcheck(
-        torch.ops.pada_triton.segment_grad_norm.default,
-        (flat, torch.tensor([0, 10, 10, 999]), torch.tensor([1, 0, 1]), 2, True),
-    )
+    names = ("grouped_grad_norm", "grouped_sq_norm_accumulate_", "segment_grad_norm")
+    with triton_selected(*names):
+        torch.library.opcheck(torch.ops.pada.grouped_grad_norm.default, (tensors, gi, 2, False))
+        torch.library.opcheck(
+            torch.ops.pada.grouped_sq_norm_accumulate_.default,
+            (tensors, gi, torch.zeros(2, device=device)),
+        )
+        torch.library.opcheck(
+            torch.ops.pada.segment_grad_norm.default,
+            (flat, torch.tensor([0, 10, 10, 999]), torch.tensor([1, 0, 1]), 2, True),
+        )
 
 
 @requires_triton

@@ -7,7 +7,14 @@ import warnings
 
 import pytest
 import torch
-from conftest import BACKEND_DEVICES, DEVICES, HAS_CUDA, requires_triton, triton_device
+from conftest import (
+    BACKEND_DEVICES,
+    DEVICES,
+    HAS_CUDA,
+    requires_triton,
+    triton_device,
+    triton_selected,
+)
 
 from pada_ext import ops
 
@@ -110,15 +117,14 @@ def test_opcheck_with_gradients(device):
 @requires_triton
 @pytest.mark.triton
 def test_triton_opcheck_with_gradients():
-    from pada_ext.triton import grouped_grad_norm  # noqa: F401
-
     device = triton_device()
     tensors = [torch.randn(n, device=device, requires_grad=True) for n in (0, 7, 300)]
     gi = torch.tensor([0, 1, 1])
-    for squared in (False, True):
-        torch.library.opcheck(
-            torch.ops.pada_triton.grouped_grad_norm.default, (tensors, gi, 2, squared)
-        )
+    with triton_selected("grouped_grad_norm"):
+        for squared in (False, True):
+            torch.library.opcheck(
+                torch.ops.pada.grouped_grad_norm.default, (tensors, gi, 2, squared)
+            )
 
 
 COMPILE = [("cpu", "native", "aot_eager")]

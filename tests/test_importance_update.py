@@ -19,6 +19,7 @@ from conftest import (
     requires_triton,
     requires_two_gpus,
     triton_device,
+    triton_selected,
 )
 
 import pada_ext
@@ -323,19 +324,18 @@ def test_triton_errors_and_opcheck():
             0.5,
             backend="triton",
         )
-    from pada_ext.triton import importance_update  # noqa: F401
-
-    torch.library.opcheck(
-        torch.ops.pada_triton.importance_update_.default,
-        (
-            scores,
-            visited,
-            status,
-            torch.tensor([1, 1, 4], device=dev),
-            torch.tensor([1.0, 2.0, 3.0], device=dev),
-            0.9,
-        ),
-    )
+    with triton_selected("importance_update_"):
+        torch.library.opcheck(
+            torch.ops.pada.importance_update_.default,
+            (
+                scores,
+                visited,
+                status,
+                torch.tensor([1, 1, 4], device=dev),
+                torch.tensor([1.0, 2.0, 3.0], device=dev),
+                0.9,
+            ),
+        )
 
 
 @requires_triton

@@ -2,12 +2,19 @@
 errors and the custom-op contract, for every backend that runs here."""
 
 import hashlib
-import inspect
 
 import numpy as np
 import pytest
 import torch
-from conftest import BACKEND_DEVICES, DEVICES, requires_triton, requires_two_gpus, triton_device
+from conftest import (
+    BACKEND_DEVICES,
+    DEVICES,
+    TritonOp,
+    requires_triton,
+    requires_two_gpus,
+    triton_device,
+    triton_selected,
+)
 from scipy import stats
 
 import pada_ext
@@ -226,9 +233,7 @@ def test_thread_count_invariance():
 
 def raw_op(backend):
     if backend == "triton":
-        from pada_ext.triton import sample_with_replacement  # noqa: F401  (registers it)
-
-        return torch.ops.pada_triton.sample_with_replacement
+        return TritonOp("sample_with_replacement")
     return torch.ops.pada.sample_with_replacement
 
 
@@ -308,10 +313,8 @@ def test_second_gpu_with_first_current(backend):
 def test_tagged_cudagraph_unsafe(backend):
     if not hasattr(torch.Tag, "cudagraph_unsafe"):
         pytest.skip("this torch has no cudagraph_unsafe tag")
-    if backend == "triton":
+    if backend == "triton":  # the same schema, so the same tags
         pytest.importorskip("triton")
-        if "tags" not in inspect.signature(torch.library.custom_op).parameters:
-            pytest.skip("this torch's custom_op takes no tags")
     assert torch.Tag.cudagraph_unsafe in raw_op(backend).default.tags
 
 
@@ -474,9 +477,7 @@ TRITON_DEV = triton_device()
 
 @pytest.fixture(scope="module")
 def triton_op():
-    from pada_ext.triton import sample_with_replacement  # noqa: F401
-
-    return torch.ops.pada_triton.sample_with_replacement
+    return TritonOp("sample_with_replacement")
 
 
 def _triton_seed(value):
@@ -743,7 +744,8 @@ def test_triton_bad_arguments(triton_op):
 @triton_test
 def test_triton_opcheck(triton_op):
     w = _triton_weights(40, "zeros", torch.float64)
-    torch.library.opcheck(triton_op, (w, 100, _triton_seed(9)))
+    with triton_selected("sample_with_replacement"):
+        torch.library.opcheck(triton_op.default, (w, 100, _triton_seed(9)))
 
 
 @triton_test
@@ -753,9 +755,12 @@ def test_triton_torch_compile_fullgraph(triton_op):
 
     @torch.compile(fullgraph=True, backend="aot_eager", dynamic=True)
     def f(w, seed):
-        return triton_op(w * 2.0, 50, seed)
+        return torch.ops.pada.sample_with_replacement(w * 2.0, 50, seed)
 
-    assert torch.equal(f(w, _triton_seed(3)).cpu(), _triton_native(w * 2.0, 50, _triton_seed(3)))
+    # The graph calls pada::; run while the Triton kernel serves the device, it runs that.
+    with triton_selected("sample_with_replacement"):
+        got = f(w, _triton_seed(3)).cpu()
+    assert torch.equal(got, _triton_native(w * 2.0, 50, _triton_seed(3)))
 
 
 @triton_test

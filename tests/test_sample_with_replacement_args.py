@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from conftest import DEVICES, HAS_CUDA, triton_usable
+from conftest import DEVICES, HAS_CUDA, TritonOp, triton_usable
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from pada_ext import ops
@@ -102,10 +102,8 @@ def _raw_cases(op):
 
 def _raw_ops():
     out = [torch.ops.pada.sample_with_replacement]
-    if triton_usable():
-        from pada_ext.triton import sample_with_replacement  # noqa: F401
-
-        out.append(torch.ops.pada_triton.sample_with_replacement)
+    if triton_usable():  # the same op with its Triton kernel
+        out.append(TritonOp("sample_with_replacement"))
     return out
 
 
@@ -114,7 +112,7 @@ RAW_IDS = [c for c, _ in _raw_cases(None)]
 
 @pytest.mark.parametrize("case_id", RAW_IDS)
 def test_raw_and_fake_kernels_raise_alike(case_id):
-    # The compiled op, the Triton op (eager where it can run) and both fakes.
+    # The compiled kernel, the Triton one (eager where it can run) and the fake.
     want = None
     for op in _raw_ops():
         call = dict(_raw_cases(op))[case_id]

@@ -1,12 +1,14 @@
 """Public operators, one module per op (``pada_ext/ops/_<op>.py``). Each checks its
 arguments, then runs one backend:
 
-* ``"native"``: the compiled C++ (OpenMP) or CUDA kernel, ``torch.ops.pada.*``;
-* ``"triton"``: the Triton kernel (CUDA tensors, or CPU tensors under
-  ``TRITON_INTERPRET=1``), ``torch.ops.pada_triton.*``;
+* ``"native"``: ``torch.ops.pada.*`` with its compiled C++ (OpenMP) or CUDA kernel;
+* ``"triton"``: ``torch.ops.pada.*`` with its Triton kernel (CUDA tensors, or CPU
+  tensors under ``TRITON_INTERPRET=1``): the same schema, fake and autograd; see
+  ``pada_ext/_triton_kernels.py`` for how it is selected;
 * ``"reference"``: plain PyTorch, slow and obviously right.
 
-``backend=None`` picks the compiled kernel where there is one.
+``backend=None`` picks the compiled kernel where there is one, else (CUDA tensors,
+a build without CUDA kernels) the Triton one.
 """
 
 from ._cross_entropy_with_grad_norm import cross_entropy_with_grad_norm

@@ -11,22 +11,13 @@ import numbers
 
 import torch
 
-from .. import _codes, _dispatch
+from .. import _codes, _dispatch, _triton_kernels
 from .. import _cross_entropy_composite as _xent_composite
 from ..reference import cross_entropy_with_grad_norm as _xent_reference
 
 _XENT = "cross_entropy_with_grad_norm"
 _XENT_KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _XENT_INDEX_DTYPES = (torch.int64, torch.int32, torch.uint8)  # torch takes int64, uint8
-
-
-def _autocast_enabled(device_type):
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no device type
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return device_type == "cuda" and torch.is_autocast_enabled()
 
 
 def _xent_normalise(logits, target, weight, reduction, ignore_index, label_smoothing):
@@ -196,18 +187,13 @@ def cross_entropy_with_grad_norm(
             logits = logits.movedim(1, -1).reshape(-1, logits.shape[1])
             target = target.reshape(-1)
         target = target.long()  # a no-op for int64
-        if backend == "triton":
-            from ..triton import cross_entropy_with_grad_norm as _xent_triton  # noqa: F401
-
-            fwd = torch.ops.pada_triton.cross_entropy_with_grad_norm_fwd.default
-            # The native op's autocast kernel does this in C++; a Python custom op has none.
-            if logits.dtype != torch.float32 and _autocast_enabled(logits.device.type):
-                logits = logits.float()
+        args = (logits, target, _codes.REDUCTION[reduction], int(ignore_index), label_smoothing)
+        if backend == "triton":  # the same op and C++ autograd, with the Triton kernels
+            loss, grad_norm, _ = _triton_kernels.call(
+                f"{_XENT}_fwd", logits.device, *args, backward_op=f"{_XENT}_bwd"
+            )
         else:  # differentiable through a C++ autograd kernel (csrc/autograd/)
-            fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd.default
-        loss, grad_norm, _ = fwd(
-            logits, target, _codes.REDUCTION[reduction], int(ignore_index), label_smoothing
-        )
+            loss, grad_norm, _ = torch.ops.pada.cross_entropy_with_grad_norm_fwd.default(*args)
         if len(sample_shape) != 1:
             grad_norm = grad_norm.reshape(sample_shape)
             if reduction == "none":

@@ -7,7 +7,7 @@ reference: pada_ext/reference/grouped_grad_norm.py; shared rules: _grouped_grad_
 
 import torch
 
-from .. import _args, _dispatch
+from .. import _args, _dispatch, _triton_kernels
 from .. import _grouped_grad_norm_checks as _ggn_checks
 from ..reference import grouped_grad_norm as _ggn_reference
 
@@ -65,9 +65,9 @@ def grouped_grad_norm(tensors, group_index, num_groups, *, squared=False, backen
     if backend == "native":
         return torch.ops.pada.grouped_grad_norm.default(tensors, group_index, num_groups, squared)
     if backend == "triton":
-        from ..triton import grouped_grad_norm as _ggn_triton  # noqa: F401
-
-        return torch.ops.pada_triton.grouped_grad_norm(tensors, group_index, num_groups, squared)
+        return _triton_kernels.call(
+            "grouped_grad_norm", device, tensors, group_index, num_groups, squared
+        )
     return _ggn_reference.grouped_grad_norm(tensors, group_index, num_groups, squared, values)
 
 
@@ -84,15 +84,15 @@ def grouped_sq_norm_accumulate_(tensors, group_index, table, *, backend=None):
     tensors = _args.tensor_list(op, tensors)
     group_index, values = _args.index_arg(op, "group_index", group_index)
     _args.tensor_arg(op, "table", table)
-    _ggn_checks.check_accumulate_no_grad(op, tensors, table)  # custom ops see no grad mode
+    _ggn_checks.check_accumulate_no_grad(op, tensors, table)  # the caller's grad mode
     backend = _dispatch.resolve_backend(op, backend, table.device)
     if backend == "native":
         torch.ops.pada.grouped_sq_norm_accumulate_.default(tensors, group_index, table)
         return table
     if backend == "triton":
-        from ..triton import grouped_grad_norm as _ggn_triton  # noqa: F401
-
-        torch.ops.pada_triton.grouped_sq_norm_accumulate_(tensors, group_index, table)
+        _triton_kernels.call(
+            "grouped_sq_norm_accumulate_", table.device, tensors, group_index, table
+        )
         return table
     return _ggn_reference.grouped_sq_norm_accumulate_(tensors, group_index, table, values)
 
@@ -113,17 +113,15 @@ def segment_grad_norm(flat, offsets, group_of_segment, num_groups, *, squared=Fa
     group_of_segment, group_values = _args.index_arg(op, "group_of_segment", group_of_segment)
     num_groups = _args.int_arg(op, "num_groups", num_groups)
     squared = _args.bool_arg(op, "squared", squared)
-    _ggn_checks.check_no_grad(op, "flat", flat)  # custom ops see no grad mode
+    _ggn_checks.check_no_grad(op, "flat", flat)  # the caller's grad mode
     backend = _dispatch.resolve_backend(op, backend, flat.device)
     if backend == "native":
         return torch.ops.pada.segment_grad_norm.default(
             flat, offsets, group_of_segment, num_groups, squared
         )
     if backend == "triton":
-        from ..triton import grouped_grad_norm as _ggn_triton  # noqa: F401
-
-        return torch.ops.pada_triton.segment_grad_norm(
-            flat, offsets, group_of_segment, num_groups, squared
+        return _triton_kernels.call(
+            "segment_grad_norm", flat.device, flat, offsets, group_of_segment, num_groups, squared
         )
     return _ggn_reference.segment_grad_norm(
         flat, offsets, group_of_segment, num_groups, squared, (off_values, group_values)

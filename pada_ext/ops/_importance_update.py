@@ -8,7 +8,7 @@ import numbers
 
 import torch
 
-from .. import _codes, _dispatch
+from .. import _codes, _dispatch, _triton_kernels
 from ..reference import importance_update as _iu_reference
 
 _IU = "importance_update_"
@@ -129,8 +129,9 @@ def importance_update_(
     if backend == "reference":
         _iu_reference.importance_update_(scores, visited, status, index, values, decay)
     elif backend == "triton":
-        from ..triton import importance_update as _iu_triton  # noqa: F401
-
-        torch.ops.pada_triton.importance_update_(scores, visited, status, index, values, decay)
+        _triton_kernels.call(
+            "importance_update_", scores.device, scores, visited, status, index, values,
+            float(decay),
+        )  # fmt: skip
     else:
         torch.ops.pada.importance_update_(scores, visited, status, index, values, float(decay))

@@ -6,7 +6,7 @@ reference: pada_ext/reference/sample_with_replacement.py.
 
 import torch
 
-from .. import _args, _dispatch
+from .. import _args, _dispatch, _triton_kernels
 from ..reference import sample_with_replacement as _swr_reference
 
 
@@ -62,7 +62,7 @@ def sample_with_replacement(
     if backend == "reference":
         return _swr_reference.sample_with_replacement(weights, num_samples, seed)
     if backend == "triton":
-        from ..triton import sample_with_replacement as _swr_triton  # noqa: F401
-
-        return torch.ops.pada_triton.sample_with_replacement(weights, num_samples, seed)
+        return _triton_kernels.call(
+            "sample_with_replacement", weights.device, weights, num_samples, seed
+        )
     return torch.ops.pada.sample_with_replacement(weights, num_samples, seed)

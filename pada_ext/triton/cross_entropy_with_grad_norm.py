@@ -1,4 +1,5 @@
-"""Triton kernels of cross_entropy_with_grad_norm: one program per row.
+"""Triton kernels of pada::cross_entropy_with_grad_norm_fwd and _bwd (registered by
+pada_ext/_triton_kernels.py): one program per row.
 
 The forward reads the row once in chunks of BLOCK with a lane-wise online
 softmax (each lane keeps its own running max and sums; lanes are merged once
@@ -11,8 +12,9 @@ Launch shape: BLOCK classes a chunk, 8 of them per thread (num_warps =
 BLOCK / 256): at BLOCK 4096 with 4 warps each thread held 32 lanes of four
 accumulators, 166-251 registers on sm_90; with 16 warps it is 47-58.
 
-Double backward (create_graph=True) takes the same differentiable ATen path
-as the C++ autograd of the native op: (softmax(z) - t) * g in torch ops.
+Autograd is the op's C++ one (csrc/autograd/), whichever kernel runs below it:
+its backward calls pada::cross_entropy_with_grad_norm_bwd (this backward kernel
+when selected), and under create_graph=True a differentiable ATen path.
 
 On CPU tensors (TRITON_INTERPRET=1) the launcher checks targets on the host and
 raises; on CUDA a bad target gets a NaN loss and norm (and a device assert
@@ -24,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .. import _codes
-from ..fake import xent_bwd_fake, xent_check_args, xent_check_bwd_args, xent_fwd_fake
+from ..fake import xent_check_args, xent_check_bwd_args
 from . import device_guard
 
 _MAX_BLOCK = 4096
@@ -169,8 +171,7 @@ def _rows(logits):
 _NONE, _MEAN = _codes.REDUCTION_NONE, _codes.REDUCTION_MEAN
 
 
-@torch.library.custom_op("pada_triton::cross_entropy_with_grad_norm_fwd", mutates_args=())
-def xent_fwd(
+def cross_entropy_with_grad_norm_fwd(
     logits: torch.Tensor,
     target: torch.Tensor,
     reduction: int,
@@ -201,11 +202,7 @@ def xent_fwd(
     return loss.to(logits.dtype), gn, lse
 
 
-xent_fwd.register_fake(xent_fwd_fake)
-
-
-@torch.library.custom_op("pada_triton::cross_entropy_with_grad_norm_bwd", mutates_args=())
-def xent_bwd(
+def cross_entropy_with_grad_norm_bwd(
     grad_loss: torch.Tensor,
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -231,45 +228,6 @@ def xent_bwd(
                 a, b, BLOCK=block, num_warps=_num_warps(block),
             )  # fmt: skip
     return out
-
-
-xent_bwd.register_fake(xent_bwd_fake)
-
-
-def _setup_context(ctx, inputs, output):
-    logits, target, reduction, ignore_index, label_smoothing = inputs
-    _, grad_norm, lse = output
-    ctx.mark_non_differentiable(grad_norm, lse)
-    ctx.save_for_backward(logits, target, lse)
-    ctx.args = (reduction, ignore_index, label_smoothing)
-
-
-def _differentiable_grad(grad_loss, logits, target, reduction, ignore_index, eps):
-    """The backward kernel's (softmax(z) - t) * g in torch ops, which autograd
-    can differentiate again (create_graph=True); as the C++ autograd's."""
-    c = logits.shape[1]
-    keep = target != ignore_index
-    safe = torch.where(keep, target, torch.zeros_like(target))
-    t = torch.nn.functional.one_hot(safe, c).to(torch.float32) * (1.0 - eps) + eps / c
-    g = grad_loss.to(torch.float32)
-    if reduction == _MEAN:
-        g = g / keep.sum()
-    if reduction == _NONE:
-        g = g.unsqueeze(1)
-    d = (torch.softmax(logits, 1, dtype=torch.float32) - t) * g
-    return torch.where(keep.unsqueeze(1), d, torch.zeros_like(d)).to(logits.dtype)
-
-
-def _backward(ctx, grad_loss, _grad_norm, _lse):
-    logits, target, lse = ctx.saved_tensors
-    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-        grad = _differentiable_grad(grad_loss, logits, target, *ctx.args)
-    else:
-        grad = xent_bwd(grad_loss, logits, target, lse, *ctx.args)
-    return grad, None, None, None, None
-
-
-xent_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 def aot_specs():

@@ -1,28 +1,25 @@
-"""Triton kernels of grouped_grad_norm, grouped_sq_norm_accumulate_ and
-segment_grad_norm: the chunk table of the C++ kernels (rows of int64
-(address, numel, dtype), ordered by group), a program per chunk writing a
-float32 partial, then a program per group combining its partials in float64.
-Two launches for any list, mixed dtypes included; no atomics.
+"""Triton kernels of pada::grouped_grad_norm, grouped_sq_norm_accumulate_ and
+segment_grad_norm (registered by pada_ext/_triton_kernels.py): the chunk table
+of the C++ kernels (rows of int64 (address, numel, dtype), ordered by group), a
+program per chunk writing a float32 partial, then a program per group combining
+its partials in float64. Two launches for any list, mixed dtypes included; no
+atomics.
 
 Within a chunk the order of the terms is Triton's (tl.sum), so results match
 the C++ kernels to rounding, not to the bit.
 
 The table goes to the GPU with an asynchronous copy from pinned host memory,
 which a CUDA graph would replay from a host buffer that is freed or reused by
-then: these ops refuse to be captured (and are tagged cudagraph_unsafe where
-torch has the tag, so that torch.compile keeps them out of its graphs). The
-compiled CUDA kernels (backend="native") take the table by value and can be
-captured.
+then: these launchers refuse to be captured. The compiled CUDA kernels
+(backend="native") take the table by value and can be captured, so the
+schemas carry no cudagraph_unsafe tag.
 """
-
-import inspect
 
 import torch
 import triton
 import triton.language as tl
 
 from .. import _codes
-from .. import _grouped_grad_norm_autograd as _autograd
 from .. import _grouped_grad_norm_checks as _checks
 from . import device_guard
 
@@ -31,14 +28,6 @@ BLOCK = 1024  # elements per loop step of a chunk program
 GROUP_BLOCK = 256  # partials per loop step of a group program
 _CODE = _codes.GROUPED_NORM_DTYPE
 _FINISH = _codes.GROUPED_NORM_FINISH
-
-
-def _op_tags():
-    """{"tags": cudagraph_unsafe} where this torch has the tag and custom_op takes tags."""
-    tag = getattr(torch.Tag, "cudagraph_unsafe", None)
-    if tag is None or "tags" not in inspect.signature(torch.library.custom_op).parameters:
-        return {}
-    return {"tags": (tag,)}
 
 
 @triton.jit
@@ -152,11 +141,9 @@ def _device(tensors, group_index):
     return tensors[0].device if tensors else group_index.device
 
 
-# Each op checks its arguments by the compiled kernels' rules (the fakes too,
-# less the checks that read index values).
-@torch.library.custom_op("pada_triton::grouped_grad_norm", mutates_args=(), **_op_tags())
+# Each launcher checks its arguments by the compiled kernels' rules.
 def grouped_grad_norm(
-    tensors: list[torch.Tensor], group_index: torch.Tensor, num_groups: int, squared: bool
+    tensors: list[torch.Tensor], group_index: torch.Tensor, num_groups: int, squared: bool = False
 ) -> torch.Tensor:
     op = "grouped_grad_norm"
     _checks.check_tensors(op, tensors, group_index, num_groups, group_index.tolist())
@@ -167,18 +154,6 @@ def grouped_grad_norm(
     return out
 
 
-@grouped_grad_norm.register_fake
-def _(tensors, group_index, num_groups, squared):
-    _checks.check_tensors("grouped_grad_norm", tensors, group_index, num_groups, None)
-    return torch.empty(num_groups, dtype=torch.float32, device=_device(tensors, group_index))
-
-
-grouped_grad_norm.register_autograd(_autograd.backward, setup_context=_autograd.setup_context)
-
-
-@torch.library.custom_op(
-    "pada_triton::grouped_sq_norm_accumulate_", mutates_args=("table",), **_op_tags()
-)
 def grouped_sq_norm_accumulate_(
     tensors: list[torch.Tensor], group_index: torch.Tensor, table: torch.Tensor
 ) -> None:
@@ -187,18 +162,12 @@ def grouped_sq_norm_accumulate_(
     _run("grouped_sq_norm_accumulate_", tensors, group_index, table.numel(), table, "accumulate")
 
 
-@grouped_sq_norm_accumulate_.register_fake
-def _(tensors, group_index, table):
-    _checks.check_accumulate("grouped_sq_norm_accumulate_", tensors, group_index, table, None)
-
-
-@torch.library.custom_op("pada_triton::segment_grad_norm", mutates_args=(), **_op_tags())
 def segment_grad_norm(
     flat: torch.Tensor,
     offsets: torch.Tensor,
     group_of_segment: torch.Tensor,
     num_groups: int,
-    squared: bool,
+    squared: bool = False,
 ) -> torch.Tensor:
     """Segments [offsets[s], offsets[s + 1]) of the contiguous 1-D `flat`."""
     off = offsets.tolist()
@@ -213,12 +182,6 @@ def segment_grad_norm(
     ]
     _launch("segment_grad_norm", items, num_groups, out, "squared" if squared else "norm")
     return out
-
-
-@segment_grad_norm.register_fake
-def _(flat, offsets, group_of_segment, num_groups, squared):
-    _checks.check_segments("segment_grad_norm", flat, offsets, group_of_segment, num_groups, None)
-    return flat.new_empty((num_groups,), dtype=torch.float32)
 
 
 def aot_specs():

@@ -1,8 +1,9 @@
-"""Triton kernel of importance_update_: a program per batch entry; the entry
-holding the first occurrence of an index replays that index's visits in batch
-order with the arithmetic of csrc/common/importance_update.h (float64, rounded
-to float32 after each visit, no FMA), so results equal the CPU kernel's bit for
-bit. Out-of-range indices: skipped and counted in status[0] on the GPU; on CPU
+"""Triton kernel of pada::importance_update_ (registered by
+pada_ext/_triton_kernels.py): a program per batch entry; the entry holding the
+first occurrence of an index replays that index's visits in batch order with
+the arithmetic of csrc/common/importance_update.h (float64, rounded to float32
+after each visit, no FMA), so results equal the CPU kernel's bit for bit.
+Out-of-range indices: skipped and counted in status[0] on the GPU; on CPU
 tensors (TRITON_INTERPRET=1) the launcher raises first, as the CPU kernel does.
 
 `decay` reaches the kernel as a one-element float64 tensor: a Python float
@@ -70,9 +71,6 @@ def importance_update_kernel(
                 tl.atomic_add(status_ptr + _NONFINITE, skipped)
 
 
-@torch.library.custom_op(
-    "pada_triton::importance_update_", mutates_args=("scores", "visited", "status")
-)
 def importance_update_(
     scores: torch.Tensor,
     visited: torch.Tensor,
@@ -106,11 +104,6 @@ def importance_update_(
             BLOCK=BLOCK,
             enable_fp_fusion=False,
         )
-
-
-@importance_update_.register_fake
-def _(scores, visited, status, index, values, decay):
-    return None
 
 
 def aot_specs():

@@ -1,4 +1,4 @@
-"""Triton backend of sample_with_replacement: ``torch.ops.pada_triton.sample_with_replacement``.
+"""Triton kernel of pada::sample_with_replacement (registered by pada_ext/_triton_kernels.py).
 
 Bit-identical to the CPU kernel: it builds the same two-level alias table as
 csrc/common/sample_with_replacement.h (same layout, same block-mass summation
@@ -20,8 +20,6 @@ additions fixes the table), so it is a scalar loop.
 Loops over run-time bounds are `while` loops: triton 3.6's interpreter cannot
 take range() of a tensor (a kernel argument or a loaded value) with numpy 2.
 """
-
-import inspect
 
 import torch
 import triton
@@ -384,30 +382,15 @@ def _launch_on_device(w: torch.Tensor, num_samples: int, seed: torch.Tensor) -> 
     return out
 
 
-# The status sync cannot be captured in a CUDA graph; the tag (newer torch) says so.
-_OP_OPTIONS = {}
-if hasattr(torch.Tag, "cudagraph_unsafe") and (
-    "tags" in inspect.signature(torch.library.custom_op).parameters
-):
-    _OP_OPTIONS["tags"] = (torch.Tag.cudagraph_unsafe,)
-
-
-@torch.library.custom_op("pada_triton::sample_with_replacement", mutates_args=(), **_OP_OPTIONS)
 def sample_with_replacement(
     weights: torch.Tensor, num_samples: int, seed: torch.Tensor
 ) -> torch.Tensor:
     """num_samples indices drawn i.i.d. with P(i) = weights[i] / sum(weights); see pada_ext.ops.
 
     Synchronises with the host to validate the weights, so it cannot be captured
-    in a CUDA graph (tagged ``torch.Tag.cudagraph_unsafe`` where torch has it).
+    in a CUDA graph (the schema is tagged ``torch.Tag.cudagraph_unsafe`` where torch has it).
     """
     return _launch(weights, num_samples, seed)
-
-
-@sample_with_replacement.register_fake
-def _(weights, num_samples, seed):
-    check_args(weights, num_samples, seed)
-    return weights.new_empty((num_samples,), dtype=torch.int64)
 
 
 def aot_specs():
