@@ -1,7 +1,8 @@
 """The Triton kernels as kernels of the pada:: operators: the one place that says how.
 
 Each ``pada_ext/triton/<module>.py`` holds, for each op in ``KERNELS``, a launcher
-with the signature of the op's schema (``csrc/pada.cpp``). A launcher is the
+with the signature of the op's schema (``csrc/pada.cpp``), unannotated: the schema
+is the one statement of the types. A launcher is the
 implementation of ``pada::<op>`` for a dispatch key while a registration (a
 ``torch.library.Library("pada", "IMPL")``) holds it there, so the op keeps its one
 schema, its one fake (``fake.py``) and its one autograd (C++ in ``csrc/autograd/``,

@@ -171,13 +171,7 @@ def _rows(logits):
 _NONE, _MEAN = _codes.REDUCTION_NONE, _codes.REDUCTION_MEAN
 
 
-def cross_entropy_with_grad_norm_fwd(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    reduction: int,
-    ignore_index: int,
-    label_smoothing: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cross_entropy_with_grad_norm_fwd(logits, target, reduction, ignore_index, label_smoothing):
     # The native op's checks (same messages), so that every backend validates alike.
     xent_check_args("cross_entropy_with_grad_norm_fwd", logits, target, reduction, label_smoothing)
     logits, target = _rows(logits), target.contiguous()
@@ -203,14 +197,8 @@ def cross_entropy_with_grad_norm_fwd(
 
 
 def cross_entropy_with_grad_norm_bwd(
-    grad_loss: torch.Tensor,
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    lse: torch.Tensor,
-    reduction: int,
-    ignore_index: int,
-    label_smoothing: float,
-) -> torch.Tensor:
+    grad_loss, logits, target, lse, reduction, ignore_index, label_smoothing
+):
     xent_check_bwd_args(grad_loss, logits, target, lse, reduction, label_smoothing)
     logits, target, lse = _rows(logits), target.contiguous(), lse.contiguous()
     n, c = logits.shape

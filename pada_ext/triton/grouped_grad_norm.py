@@ -142,9 +142,7 @@ def _device(tensors, group_index):
 
 
 # Each launcher checks its arguments by the compiled kernels' rules.
-def grouped_grad_norm(
-    tensors: list[torch.Tensor], group_index: torch.Tensor, num_groups: int, squared: bool = False
-) -> torch.Tensor:
+def grouped_grad_norm(tensors, group_index, num_groups, squared=False):
     op = "grouped_grad_norm"
     _checks.check_tensors(op, tensors, group_index, num_groups, group_index.tolist())
     out = torch.zeros(num_groups, dtype=torch.float32, device=_device(tensors, group_index))
@@ -154,21 +152,13 @@ def grouped_grad_norm(
     return out
 
 
-def grouped_sq_norm_accumulate_(
-    tensors: list[torch.Tensor], group_index: torch.Tensor, table: torch.Tensor
-) -> None:
+def grouped_sq_norm_accumulate_(tensors, group_index, table):
     op = "grouped_sq_norm_accumulate_"
     _checks.check_accumulate(op, tensors, group_index, table, group_index.tolist())
     _run("grouped_sq_norm_accumulate_", tensors, group_index, table.numel(), table, "accumulate")
 
 
-def segment_grad_norm(
-    flat: torch.Tensor,
-    offsets: torch.Tensor,
-    group_of_segment: torch.Tensor,
-    num_groups: int,
-    squared: bool = False,
-) -> torch.Tensor:
+def segment_grad_norm(flat, offsets, group_of_segment, num_groups, squared=False):
     """Segments [offsets[s], offsets[s + 1]) of the contiguous 1-D `flat`."""
     off = offsets.tolist()
     values = (off, group_of_segment.tolist())

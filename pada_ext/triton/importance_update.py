@@ -71,14 +71,7 @@ def importance_update_kernel(
                 tl.atomic_add(status_ptr + _NONFINITE, skipped)
 
 
-def importance_update_(
-    scores: torch.Tensor,
-    visited: torch.Tensor,
-    status: torch.Tensor,
-    index: torch.Tensor,
-    values: torch.Tensor,
-    decay: float,
-) -> None:
+def importance_update_(scores, visited, status, index, values, decay):
     if index.numel() == 0:
         return
     if index.device.type == "cpu":  # interpreted: raise like the CPU kernel, before any change

@@ -382,9 +382,7 @@ def _launch_on_device(w: torch.Tensor, num_samples: int, seed: torch.Tensor) -> 
     return out
 
 
-def sample_with_replacement(
-    weights: torch.Tensor, num_samples: int, seed: torch.Tensor
-) -> torch.Tensor:
+def sample_with_replacement(weights, num_samples, seed):
     """num_samples indices drawn i.i.d. with P(i) = weights[i] / sum(weights); see pada_ext.ops.
 
     Synchronises with the host to validate the weights, so it cannot be captured
