@@ -119,30 +119,23 @@ def memory_cells(r):
 MEMORY_HEADERS = ["MB moved", "GB/s", "memory floor", "pada_ext / floor"]
 
 
-def table_row(n, ms):
-    fmt = lambda k: f"{ms[k]:.1f}" if k in ms else "n/a"  # noqa: E731
+CPU_COLUMNS = (
+    "pada_ext",
+    "torch.multinomial",
+    "WeightedRandomSampler",
+    "numpy choice",
+    "torch.randint",
+)
+CUDA_COLUMNS = ("pada_ext", "pada_ext triton", "torch.multinomial", "torch.randint")
+
+
+def table_row(n, ms, columns, digits):
+    """N, the ms of each of `columns`, multinomial / pada_ext and pada_ext / randint."""
+    fmt = lambda k: f"{ms[k]:.{digits}f}" if k in ms else "n/a"  # noqa: E731
     speedup = ms["torch.multinomial"] / ms["pada_ext"] if "torch.multinomial" in ms else None
     return [
         f"{n:.0e}",
-        fmt("pada_ext"),
-        fmt("torch.multinomial"),
-        fmt("WeightedRandomSampler"),
-        fmt("numpy choice"),
-        fmt("torch.randint"),
-        f"{speedup:.1f}x" if speedup else "refuses N > 2^24",
-        f"{ms['pada_ext'] / ms['torch.randint']:.2f}x",
-    ]
-
-
-def cuda_row(n, ms):
-    fmt = lambda k: f"{ms[k]:.3f}" if k in ms else "n/a"  # noqa: E731
-    speedup = ms["torch.multinomial"] / ms["pada_ext"] if "torch.multinomial" in ms else None
-    return [
-        f"{n:.0e}",
-        fmt("pada_ext"),
-        fmt("pada_ext triton"),
-        fmt("torch.multinomial"),
-        fmt("torch.randint"),
+        *map(fmt, columns),
         f"{speedup:.1f}x" if speedup else "refuses N > 2^24",
         f"{ms['pada_ext'] / ms['torch.randint']:.2f}x",
     ]
@@ -194,7 +187,7 @@ def main(argv=None):
                 "pada_ext / randint",
                 *MEMORY_HEADERS,
             ],
-            [cuda_row(r["n"], r["ms"]) + memory_cells(r) for r in results],
+            [table_row(r["n"], r["ms"], CUDA_COLUMNS, 3) + memory_cells(r) for r in results],
         )
     else:
         print_table(
@@ -209,7 +202,7 @@ def main(argv=None):
                 "pada_ext / randint",
                 *MEMORY_HEADERS,
             ],
-            [table_row(r["n"], r["ms"]) + memory_cells(r) for r in results],
+            [table_row(r["n"], r["ms"], CPU_COLUMNS, 1) + memory_cells(r) for r in results],
         )
     backend = _dispatch.resolve_backend("sample_with_replacement", None, args.device)
     path = write_json(
