@@ -7,6 +7,7 @@
 #include "common/cross_entropy_with_grad_norm_math.h"
 #include "common/grouped_grad_norm.h"
 #include "common/importance_update.h"
+#include "common/path_record.h"
 #include "cpu/isa.h"
 
 namespace {
@@ -30,6 +31,11 @@ constexpr Code kCodes[] = {
     {"GROUPED_NORM_FINISH_NORM", pada::gnorm::kNorm},
     {"GROUPED_NORM_FINISH_SQUARED", pada::gnorm::kSquared},
     {"GROUPED_NORM_FINISH_ACCUMULATE", pada::gnorm::kAccumulate},
+    {"PATH_NORM_L2", pada::path::kNormL2},
+    {"PATH_NORM_PAPER", pada::path::kNormPaper},
+    {"PATH_RULE_PAPER", pada::path::kRulePaper},
+    {"PATH_RULE_EMA", pada::path::kRuleEma},
+    {"PATH_RULE_MEAN", pada::path::kRuleMean},
 };
 
 // The instruction set the CPU kernels use: pada_ext._C.cpu_isa().

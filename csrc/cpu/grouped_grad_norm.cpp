@@ -171,6 +171,8 @@ ChunkSumFn best_chunk_sum() {
 // Below this many elements per thread, waking threads costs more than it saves.
 constexpr int64_t kMinElemsPerThread = int64_t{1} << 17;
 
+}  // namespace
+
 // out[g] <- finish(sum of squares of group g). Chunks are split between
 // threads by element count; each chunk's partial, and so the result, is the
 // same for any split.
@@ -209,6 +211,8 @@ void run_plan(const Plan& plan, int finish, float* out) {
     out[g] = finish_value(tree_reduce(acc, width), previous, finish);
   }
 }
+
+namespace {
 
 at::Tensor grouped_grad_norm_cpu(at::TensorList tensors, const at::Tensor& group_index,
                                  int64_t num_groups, bool squared) {
