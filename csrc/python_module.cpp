@@ -10,6 +10,10 @@
 #include "common/path_record.h"
 #include "cpu/isa.h"
 
+namespace pada {
+PyObject* path_record_params(PyObject*, PyObject* args);  // csrc/python_path_record.cpp
+}  // namespace pada
+
 namespace {
 
 struct Code {
@@ -51,6 +55,9 @@ PyObject* cpu_isa(PyObject*, PyObject*) {
 PyMethodDef kMethods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS,
      "The instruction set of the CPU kernels (PADA_CPU_ISA caps it)."},
+    {"path_record_params", pada::path_record_params, METH_VARARGS,
+     "pada::path_record_ on the .grad of each of a list of parameters "
+     "(csrc/python_path_record.cpp)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from . import _codes, _dispatch, _distributed, ops
+from . import _C, _codes, _dispatch, _distributed, ops
 from ._flat_grads import FlatGrads, OffPathFilter, on_accumulate_hooks
 from ._transfer import HostCopy, to_device
 from .decisions import check_decisions, decisions_from
@@ -591,11 +591,10 @@ class PathSampler:
                 plan = self._list_plan(key)
             scale = None if self._scaler is None else self._grad_scale()
             if self._record_keys is not None and not (params and params[0].dtype is _F64):
-                # The compiled kernel, below the dispatcher's autograd layer
-                # (the tables need no graph); the kernel checks its arguments.
-                _RECORD.redispatch(
-                    self._record_keys,
-                    list(map(_GRAD, params)),
+                # The compiled kernel on the .grad of each parameter, read in
+                # C++ (csrc/python_path_record.cpp); the kernel checks the arguments.
+                _record_params(
+                    params,
                     plan["cells"],
                     plan["weights"],
                     self.scores,
@@ -782,7 +781,7 @@ def _amp_marker(me):
 
 
 _GGN = torch.ops.pada.grouped_grad_norm.default
-_RECORD = torch.ops.pada.path_record_.default
+_record_params = _C.path_record_params
 _F64 = torch.float64
 
 

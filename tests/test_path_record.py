@@ -289,3 +289,29 @@ def test_no_host_sync(device):
                 "ema",
                 grad_scale=torch.tensor([2.0], device=device),
             )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_params_binding_reads_the_grads_as_the_op_takes_them(device):
+    # pada_ext._C.path_record_params: PathSampler.record's call, the op on params[i].grad.
+    from pada_ext import _C
+
+    grads, cells, weights, tables = make_case(6, seed=5, device=device)
+    params = []
+    for g in grads:
+        p = torch.nn.Parameter(torch.empty(0 if g is None else g.shape, device=device))
+        p.grad = g
+        params.append(p)
+    for norm in NORMS:
+        for rule in RULES:
+            want = run("native", grads, cells, weights, tables, norm, rule)
+            got = {k: v.clone() for k, v in tables.items()}
+            codes = (_codes.PATH_NORM[norm], _codes.PATH_RULE[rule], 0.9)
+            _C.path_record_params(params, cells, weights, *got.values(), *codes, None)
+            for k in tables:
+                assert torch.equal(got[k], want[k]), k
+    with pytest.raises(TypeError, match=r"params\[1\] is not a Tensor"):
+        _C.path_record_params([params[0], 3], cells[:2], weights, *got.values(), 0, 1, 0.9, None)
+    with pytest.raises(IndexError, match=r"cell_index\[0\] = 99"):
+        bad = torch.full_like(cells, 99)
+        _C.path_record_params(params, bad, weights, *got.values(), 0, 1, 0.9, None)
