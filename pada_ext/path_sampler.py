@@ -51,8 +51,9 @@ class PathSampler:
                 optimizer.step()             # (after any clipping)
                 sampler.record(path)         # fused grouped norms, no host sync
 
-    :meth:`record` reads the gradients of every op on the path with one fused
-    kernel (:func:`pada_ext.ops.grouped_grad_norm`) and updates the scores on
+    :meth:`record` reads the gradients of every op on the path and updates the
+    scores with one fused kernel (:func:`pada_ext.ops.path_record_`: grouped
+    norms, step scores and the rule's update of :attr:`scores` in place), on
     the parameters' device with no host sync. It reads whatever ``.grad``
     holds: call it before the next ``zero_grad``. Each parameter counts once
     per op, so parameters shared by several ops count in each of them.

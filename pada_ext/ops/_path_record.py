@@ -45,9 +45,10 @@ def path_record_(
     The tables are shaped alike ([rows, K] in PathSampler): a cell is (row, op).
 
     * step, ``norm="l2"``: ``sqrt(weight * sum of squares of the cell's gradients)``;
-      ``norm="paper"``: ``weight * sum of the L2 norms of the cell's gradients``;
-      then divided by ``grad_scale`` where given (the GradScaler's scale, for
-      gradients that are still scaled).
+      ``norm="paper"``: ``weight * sum of the L2 norms of the cell's gradients``
+      (NaN in every cell if any gradient's norm is not finite: an overflowed
+      step is skipped for every op on the path); then divided by ``grad_scale``
+      where given (the GradScaler's scale, for gradients that are still scaled).
     * ``rule="paper"``: ``s <- (s + step) / 2`` where ``0 < step < inf``;
       ``"ema"``: a first step is stored, later ones ``s <- lerp(s, step, 1 - decay)``;
       ``"mean"``: ``count += 1``, ``s <- s + (step - s) / count``; ema and mean
