@@ -374,6 +374,11 @@ class PathSampler:
                 "mix": to_device(mix, self.device),
                 "inv_uses": to_device(inv_uses, self.device),
                 "on_path": to_device(on_path, self.device),
+                # path_record_'s: each parameter's cell, 1 / uses on the path
+                "cells": torch.tensor(owner, dtype=torch.int64),
+                "weights": to_device(
+                    torch.where(on_path, inv_uses.expand(rows, -1), 0.0), self.device
+                ),
             }
         )
         self._plans[path] = plan
@@ -615,14 +620,43 @@ class PathSampler:
         else:
             path = self._check_path(path)
             plan = self._follow_parameters(path, self._plan(path))
-            step = self._unscaled(self._step_scores(plan))
+            grads, cells = self._flat_record_args(plan)
+            scale = None if self._scaler is None else self._grad_scale()
+            if self._record_keys is not None and not (grads and grads[0].dtype is _F64):
+                _RECORD.redispatch(
+                    self._record_keys,
+                    grads,
+                    cells,
+                    plan["weights"],
+                    self.scores,
+                    self.visited,
+                    self.count,
+                    self._skipped,
+                    *self._record_codes,
+                    scale,
+                )
+            else:
+                step = self._step_scores(plan)
+                self._update(step if scale is None else step / scale, plan["on_path"])
             self._spent_steps()
-            self._update(step, plan["on_path"])
         self._amp_armed = True
         if self.update == "step":
             # On the scores' device; the host copy is queued here, read by sample().
             _distributed.merge_visited_mean(self.scores, self.visited)
             self._pending.append(HostCopy(self._distribution(self.delta)))
+
+    def _flat_record_args(self, plan) -> tuple:
+        """path_record_'s gradients and cells with flat_grads: l2 reads the
+        buffer's blocks (and the loose parameters' gradients), paper every
+        parameter's gradient."""
+        if "flat_tensors" in plan:
+            loose = plan["loose"]
+            grads = plan["flat_tensors"] + [p.grad for p, _ in loose]
+            cells = plan["flat_groups"]
+            if loose:
+                cells = torch.cat([cells, torch.tensor([c for _, c in loose], dtype=torch.int64)])
+            return grads, cells
+        return [p.grad for p in plan["params"]], plan["cells"]
 
     def _update(self, step: torch.Tensor, on_path: torch.Tensor) -> None:
         """The rule's update of the tables by `step`, with torch ops (as path_record_)."""
@@ -783,6 +817,7 @@ def _amp_marker(me):
 
 _GGN = torch.ops.pada.grouped_grad_norm.default
 _record_params = _C.path_record_params
+_RECORD = torch.ops.pada.path_record_.default
 _F64 = torch.float64
 
 
