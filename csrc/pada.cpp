@@ -55,6 +55,24 @@ TORCH_LIBRARY(pada, m) {
   m.def(
       "segment_grad_norm(Tensor flat, Tensor offsets, Tensor group_of_segment, int num_groups, "
       "bool squared=False) -> Tensor");
+  // One PathSampler.record, with no host sync: the step score of every cell
+  // (row, op) of the score tables from the gradients of the path's ops, folded
+  // into the tables in place. grads[i] (None: no gradient, as zeros) belongs to
+  // cell cell_index[i] (a CPU int64 tensor, read on the host); weights (shaped
+  // like scores) is 1 / the decisions that chose the cell's op (1 unshared)
+  // on the path, 0 off it (those cells are left alone). Steps: norm 0 (l2)
+  // sqrt(weight * sum of squares of the cell's gradients), 1 (paper) weight *
+  // the sum of their L2 norms (in float64; NaN everywhere if any norm is not
+  // finite: an overflowed step), divided by grad_scale (AMP) if given. Rules: 0 (paper) s <- (s +
+  // step) / 2 where 0 < step < inf; 1 (ema) a first step is stored, later ones s <- lerp(s, step, 1
+  // - decay); 2 (mean) count += 1, s <- s + (step - s) / count; ema and mean take finite steps.
+  // visited marks the cells a step went into; a non-finite step of a cell on
+  // the path is left out and counted in skipped. csrc/common/path_record.h has
+  // the rounding.
+  m.def(
+      "path_record_(Tensor?[] grads, Tensor cell_index, Tensor weights, Tensor(a!) scores, "
+      "Tensor(b!) visited, Tensor(c!) count, Tensor(d!) skipped, int norm, int rule, float decay, "
+      "Tensor? grad_scale=None) -> ()");
   // Cross-entropy of logits [N, C] (float32/16, bfloat16) with int64 targets
   // [N], in one read of the logits: the loss reduced as torch's (reduction:
   // 0 none, 1 mean, 2 sum, as at::Reduction) in the logits' dtype, the L2 norm

@@ -7,7 +7,12 @@
 #include "common/cross_entropy_with_grad_norm_math.h"
 #include "common/grouped_grad_norm.h"
 #include "common/importance_update.h"
+#include "common/path_record.h"
 #include "cpu/isa.h"
+
+namespace pada {
+PyObject* path_record_params(PyObject*, PyObject* args);  // csrc/python_path_record.cpp
+}  // namespace pada
 
 namespace {
 
@@ -30,6 +35,11 @@ constexpr Code kCodes[] = {
     {"GROUPED_NORM_FINISH_NORM", pada::gnorm::kNorm},
     {"GROUPED_NORM_FINISH_SQUARED", pada::gnorm::kSquared},
     {"GROUPED_NORM_FINISH_ACCUMULATE", pada::gnorm::kAccumulate},
+    {"PATH_NORM_L2", pada::path::kNormL2},
+    {"PATH_NORM_PAPER", pada::path::kNormPaper},
+    {"PATH_RULE_PAPER", pada::path::kRulePaper},
+    {"PATH_RULE_EMA", pada::path::kRuleEma},
+    {"PATH_RULE_MEAN", pada::path::kRuleMean},
 };
 
 // The instruction set the CPU kernels use: pada_ext._C.cpu_isa().
@@ -45,6 +55,9 @@ PyObject* cpu_isa(PyObject*, PyObject*) {
 PyMethodDef kMethods[] = {
     {"cpu_isa", cpu_isa, METH_NOARGS,
      "The instruction set of the CPU kernels (PADA_CPU_ISA caps it)."},
+    {"path_record_params", pada::path_record_params, METH_VARARGS,
+     "pada::path_record_ on the .grad of each of a list of parameters "
+     "(csrc/python_path_record.cpp)."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -22,6 +22,10 @@ GROUPED_NORM_CHUNK = 1 << 16
 GROUPED_NORM_DTYPE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 GROUPED_NORM_FINISH = {"norm": 0, "squared": 1, "accumulate": 2}
 
+# path_record_'s step norms and score rules (csrc/common/path_record.h: Norm, Rule).
+PATH_NORM = {"l2": 0, "paper": 1}
+PATH_RULE = {"paper": 0, "ema": 1, "mean": 2}
+
 
 def cxx_values() -> dict:
     """The same names as the compiled library has them (see tests/test_codes.py)."""

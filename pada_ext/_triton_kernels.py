@@ -48,6 +48,7 @@ KERNELS = {
     "segment_grad_norm": "grouped_grad_norm",
     "cross_entropy_with_grad_norm_fwd": "cross_entropy_with_grad_norm",
     "cross_entropy_with_grad_norm_bwd": "cross_entropy_with_grad_norm",
+    "path_record_": "path_record",
 }
 
 _KEYS = {"cpu": "CPU", "cuda": "CUDA"}

@@ -132,3 +132,116 @@ def xent_bwd_fake(grad_loss, logits, target, lse, reduction, ignore_index, label
 
 torch.library.register_fake("pada::cross_entropy_with_grad_norm_fwd")(xent_fwd_fake)
 torch.library.register_fake("pada::cross_entropy_with_grad_norm_bwd")(xent_bwd_fake)
+
+
+def path_record_check_args(
+    grads, cell_index, weights, scores, visited, count, skipped, norm, rule, decay, grad_scale
+):
+    """The checks of csrc/host/path_record.cpp (plan_record), with the same
+    messages and exception types, less those that read cell_index's values
+    (a fake has none): run by the fake and by the Triton and reference
+    backends, so that every backend validates alike."""
+    op = "path_record_"
+    torch._check_type(
+        scores.dtype == torch.float32,
+        lambda: f"{op}: scores must be torch.float32, got {scores.dtype}",
+    )
+    torch._check_value(scores.is_contiguous(), lambda: f"{op}: scores must be contiguous")
+    for name, t, dtype in (
+        ("visited", visited, torch.bool),
+        ("count", count, torch.float32),
+        ("skipped", skipped, torch.int64),
+        ("weights", weights, torch.float32),
+    ):
+        torch._check_type(
+            t.dtype == dtype,
+            lambda name=name, t=t, d=dtype: f"{op}: {name} must be {d}, got {t.dtype}",
+        )
+        torch._check_value(
+            t.shape == scores.shape and t.is_contiguous(),
+            lambda name=name, t=t: (
+                f"{op}: {name} must be contiguous and shaped like scores {list(scores.shape)}, "
+                f"got {list(t.shape)}"
+            ),
+        )
+        torch._check(
+            t.device == scores.device,
+            lambda name=name, t=t: (
+                f"{op}: {name} is on {t.device} but scores are on {scores.device}"
+            ),
+        )
+    if grad_scale is not None:
+        torch._check_type(
+            grad_scale.dtype == torch.float32,
+            lambda: f"{op}: grad_scale must be torch.float32, got {grad_scale.dtype}",
+        )
+        torch._check_value(
+            grad_scale.numel() == 1,
+            lambda: f"{op}: grad_scale must have one element, got {grad_scale.numel()}",
+        )
+        torch._check(
+            grad_scale.device == scores.device,
+            lambda: f"{op}: grad_scale is on {grad_scale.device} but scores are on {scores.device}",
+        )
+    torch._check_value(
+        norm in _codes.PATH_NORM.values(),
+        lambda: f"{op}: norm must be 0 (l2) or 1 (paper), got {norm}",
+    )
+    torch._check_value(
+        rule in _codes.PATH_RULE.values(),
+        lambda: f"{op}: rule must be 0 (paper), 1 (ema) or 2 (mean), got {rule}",
+    )
+    torch._check_value(0.0 <= decay <= 1.0, lambda: f"{op}: decay must be in [0, 1], got {decay}")
+    torch._check_type(
+        cell_index.dtype == torch.int64,
+        lambda: f"{op}: cell_index must be int64, got {cell_index.dtype}",
+    )
+    torch._check_value(
+        cell_index.device.type == "cpu",
+        lambda: (
+            f"{op}: cell_index must be a CPU tensor (it is read on the host), "
+            f"got {cell_index.device}"
+        ),
+    )
+    n = len(grads)
+    torch._check_value(
+        cell_index.dim() == 1 and cell_index.numel() == n,
+        lambda: (
+            f"{op}: cell_index must be 1-D with one entry per gradient ({n}), "
+            f"got shape {list(cell_index.shape)}"
+        ),
+    )
+    for i, g in enumerate(grads):
+        if g is None:
+            continue
+        torch._check(
+            g.device == scores.device,
+            lambda i=i, g=g: (
+                f"{op}: grads[{i}] is on {g.device} but the tables are on {scores.device}"
+            ),
+        )
+        torch._check_type(
+            g.dtype in _XENT_DTYPES,
+            lambda i=i, g=g: (
+                f"{op}: grads[{i}] has dtype {g.dtype}; supported are float32, float16 and bfloat16"
+            ),
+        )
+
+
+def path_record_check_cells(cell_index, cells):
+    """The check that reads cell_index (not in the fake)."""
+    for i, c in enumerate(cell_index.tolist()):
+        if not 0 <= c < cells:
+            raise IndexError(
+                f"path_record_: cell_index[{i}] = {c} (for grads[{i}]) is out of range "
+                f"for {cells} cells"
+            )
+
+
+@torch.library.register_fake("pada::path_record_")
+def _path_record_fake(
+    grads, cell_index, weights, scores, visited, count, skipped, norm, rule, decay, grad_scale=None
+):
+    path_record_check_args(
+        grads, cell_index, weights, scores, visited, count, skipped, norm, rule, decay, grad_scale
+    )

@@ -1,7 +1,6 @@
 """PathSampler: path importance sampling (the PA of PA&DA) for SPOS supernets."""
 
 import functools
-import math
 import numbers
 import operator
 import warnings
@@ -13,10 +12,11 @@ from typing import Optional
 
 import torch
 
-from . import _dispatch, _distributed, ops
+from . import _C, _codes, _dispatch, _distributed, ops
 from ._flat_grads import FlatGrads, OffPathFilter, on_accumulate_hooks
 from ._transfer import HostCopy, to_device
 from .decisions import check_decisions, decisions_from
+from .reference.path_record import update_scores_
 from .schedules import ScheduleSpec, check_epoch, make_schedule, paper_lag, score_rule
 
 # rule: (decay, restart every epoch)
@@ -51,8 +51,9 @@ class PathSampler:
                 optimizer.step()             # (after any clipping)
                 sampler.record(path)         # fused grouped norms, no host sync
 
-    :meth:`record` reads the gradients of every op on the path with one fused
-    kernel (:func:`pada_ext.ops.grouped_grad_norm`) and updates the scores on
+    :meth:`record` reads the gradients of every op on the path and updates the
+    scores with one fused kernel (:func:`pada_ext.ops.path_record_`: grouped
+    norms, step scores and the rule's update of :attr:`scores` in place), on
     the parameters' device with no host sync. It reads whatever ``.grad``
     holds: call it before the next ``zero_grad``. Each parameter counts once
     per op, so parameters shared by several ops count in each of them.
@@ -216,10 +217,19 @@ class PathSampler:
             raise ValueError(f"the candidate ops' parameters are on several devices: {devices}")
         self.device = devices.pop() if devices else torch.device("cpu")
         rows = 1 if shared else len(self.decisions)
-        self.scores = torch.zeros(rows, self.num_ops, device=self.device)
+        # float32 whatever torch's default dtype: the tables path_record_ updates
+        self.scores = torch.zeros(rows, self.num_ops, dtype=torch.float32, device=self.device)
         self.visited = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
         self._ggn_keys = _native_keys(self.device)
-        self.count = torch.zeros(rows, self.num_ops, device=self.device)
+        self._record_keys = _native_keys(self.device, "path_record_")
+        # path_record_'s codes of this configuration (decay: ema's; any other
+        # rule ignores it)
+        self._record_codes = (
+            _codes.PATH_NORM[norm],
+            _codes.PATH_RULE[rule],
+            self.decay if rule == "ema" else 0.0,
+        )
+        self.count = torch.zeros(rows, self.num_ops, dtype=torch.float32, device=self.device)
         self._skipped = torch.zeros(rows, self.num_ops, dtype=torch.int64, device=self.device)
         self._probs = torch.full((rows, self.num_ops), 1.0 / self.num_ops, dtype=torch.float64)
         self.seed = _distributed.shared_seed(seed)
@@ -364,6 +374,11 @@ class PathSampler:
                 "mix": to_device(mix, self.device),
                 "inv_uses": to_device(inv_uses, self.device),
                 "on_path": to_device(on_path, self.device),
+                # path_record_'s: each parameter's cell, 1 / uses on the path
+                "cells": torch.tensor(owner, dtype=torch.int64),
+                "weights": to_device(
+                    torch.where(on_path, inv_uses.expand(rows, -1), 0.0), self.device
+                ),
             }
         )
         self._plans[path] = plan
@@ -396,9 +411,13 @@ class PathSampler:
                 params += self._params[k][j]
                 owner += [cell] * len(self._params[k][j])
         inv_uses = [1.0 / max(uses[j], 1) if self.shared else 1.0 for j in range(k_ops)]
+        # path_record_'s: each tensor's cell, and 1 / uses on the path, 0 off it
+        weights = [inv_uses[c % k_ops] if on[c] else 0.0 for c in range(cells)]
         plan = {
             "params": params,
             "on_path": to_device(torch.tensor(on).view(rows, k_ops), self.device),
+            "cells": torch.tensor(owner, dtype=torch.int64),
+            "weights": to_device(torch.tensor(weights).view(rows, k_ops), self.device),
         }
         if self.norm == "paper":
             # step = norms @ mix: each tensor's norm into its op's cell, divided
@@ -501,6 +520,7 @@ class PathSampler:
         """The sampler's tensors to the parameters' new device."""
         self.device = torch.device(device)
         self._ggn_keys = _native_keys(self.device)
+        self._record_keys = _native_keys(self.device, "path_record_")
         self.scores = self.scores.to(self.device)
         self.visited = self.visited.to(self.device)
         self.count = self.count.to(self.device)
@@ -530,20 +550,26 @@ class PathSampler:
 
     def _unscaled(self, step: torch.Tensor) -> torch.Tensor:
         """Divides by the GradScaler's scale if the gradients are still scaled."""
+        scale = self._grad_scale()
+        return step if scale is None else step / scale
+
+    def _grad_scale(self) -> Optional[torch.Tensor]:
+        """The GradScaler's scale on the scores' device if the gradients are
+        still scaled, else None."""
         sc = self._scaler
         if sc is None or not sc.is_enabled() or sc._scale is None:
-            return step
+            return None
         states = sc._per_optimizer_states
         if states is not self._bwd_states:
-            return step  # update() ran after this backward: step() unscaled the gradients
+            return None  # update() ran after this backward: step() unscaled the gradients
         mine = (
             [states[id(o)] for o in self._optimizers if id(o) in states]
             if self._optimizers
             else list(states.values())
         )
         if any(s["stage"].name != "READY" for s in mine):
-            return step  # unscale_() or step() already ran
-        return step / sc._scale.to(step.device, non_blocking=True)
+            return None  # unscale_() or step() already ran
+        return sc._scale.to(self.device, non_blocking=True)
 
     def _spent_steps(self) -> None:
         """AMP: a step that the scaler skipped spends the gradients as a taken one does."""
@@ -562,47 +588,88 @@ class PathSampler:
         """Credits the gradients now in ``.grad`` to the ops of `path` (no host sync)."""
         if self._flat is None:
             # List mode, the usual one: every step's work is here, in as few
-            # Python calls and torch ops as the results allow.
+            # Python calls as the results allow: the plan, the gradients, one op.
             key = self._list_key(path)
             plan = self._list_plan(key)
             params = plan["params"]
             if params and params[0].device != self.device:  # a move or cast of the supernet
                 self._move(params[0].device)
                 plan = self._list_plan(key)
-            step = self._list_step(plan)
-            if self._scaler is not None:
-                step = self._unscaled(step)
+            scale = None if self._scaler is None else self._grad_scale()
+            if self._record_keys is not None and not (params and params[0].dtype is _F64):
+                # The compiled kernel on the .grad of each parameter, read in
+                # C++ (csrc/python_path_record.cpp); the kernel checks the arguments.
+                _record_params(
+                    params,
+                    plan["cells"],
+                    plan["weights"],
+                    self.scores,
+                    self.visited,
+                    self.count,
+                    self._skipped,
+                    *self._record_codes,
+                    scale,
+                )
+            else:  # float64 gradients, or no compiled kernel for the device
+                step = self._list_step(plan)
+                if scale is not None:
+                    step = step / scale
+                self._update(step, plan["on_path"])
             if self._filter is not None:  # flat_grads was dropped: its filter stays
                 self._spent_steps()
         else:
             path = self._check_path(path)
             plan = self._follow_parameters(path, self._plan(path))
-            step = self._unscaled(self._step_scores(plan))
+            grads, cells = self._flat_record_args(plan)
+            scale = None if self._scaler is None else self._grad_scale()
+            if self._record_keys is not None and not (grads and grads[0].dtype is _F64):
+                _RECORD.redispatch(
+                    self._record_keys,
+                    grads,
+                    cells,
+                    plan["weights"],
+                    self.scores,
+                    self.visited,
+                    self.count,
+                    self._skipped,
+                    *self._record_codes,
+                    scale,
+                )
+            else:
+                step = self._step_scores(plan)
+                self._update(step if scale is None else step / scale, plan["on_path"])
             self._spent_steps()
         self._amp_armed = True
-        on_path = plan["on_path"]
-        if self.rule == "paper":
-            # The authors' test is step != 0; > 0 also keeps NaN out (norms are >= 0).
-            finite = step < math.inf
-            mask = (step > 0) & finite
-            self.scores = torch.where(mask, (self.scores + step).mul_(0.5), self.scores)
-            self._skipped.add_(on_path > finite)  # on the path and not finite
-        else:
-            mask = torch.isfinite(step) & on_path
-            self._skipped.add_(on_path ^ mask)  # on the path and not finite
-            if self.rule == "ema":
-                mixed = torch.where(self.visited, self.scores.lerp(step, 1 - self.decay), step)
-                self.scores = torch.where(mask, mixed, self.scores)
-            else:  # mean
-                self.count = self.count + mask
-                self.scores = torch.where(
-                    mask, self.scores + (step - self.scores) / self.count.clamp_min(1), self.scores
-                )
-        self.visited = self.visited | mask
         if self.update == "step":
             # On the scores' device; the host copy is queued here, read by sample().
             _distributed.merge_visited_mean(self.scores, self.visited)
             self._pending.append(HostCopy(self._distribution(self.delta)))
+
+    def _flat_record_args(self, plan) -> tuple:
+        """path_record_'s gradients and cells with flat_grads: l2 reads the
+        buffer's blocks (and the loose parameters' gradients), paper every
+        parameter's gradient."""
+        if "flat_tensors" in plan:
+            loose = plan["loose"]
+            grads = plan["flat_tensors"] + [p.grad for p, _ in loose]
+            cells = plan["flat_groups"]
+            if loose:
+                cells = torch.cat([cells, torch.tensor([c for _, c in loose], dtype=torch.int64)])
+            return grads, cells
+        return [p.grad for p in plan["params"]], plan["cells"]
+
+    def _update(self, step: torch.Tensor, on_path: torch.Tensor) -> None:
+        """The rule's update of the tables by `step`, with torch ops (as path_record_)."""
+        update_scores_(
+            step,
+            on_path,
+            self.scores,
+            self.visited,
+            self.count,
+            self._skipped,
+            self._record_codes[1],
+            self.decay,
+        )
 
     @property
     def skipped_scores(self) -> int:
@@ -709,10 +776,12 @@ class PathSampler:
                 f"state_dict was saved by a PathSampler configured as "
                 f"{tuple(state['config'])}, this one is {mine}"
             )
-        self.scores = state["scores"].to(self.device, copy=True)
+        # float32 and contiguous, as path_record_ takes the tables
+        self.scores = state["scores"].to(self.device, torch.float32, copy=True).contiguous()
         # "seen" is the key of state_dicts saved before the samplers shared one vocabulary.
-        self.visited = state["visited" if "visited" in state else "seen"].to(self.device, copy=True)
-        self.count = state["count"].to(self.device, copy=True)
+        visited = state["visited" if "visited" in state else "seen"]
+        self.visited = visited.to(self.device, torch.bool, copy=True).contiguous()
+        self.count = state["count"].to(self.device, torch.float32, copy=True).contiguous()
         self._probs = state["probs"].clone()
         self._pending = deque(HostCopy(t) for t in state.get("pending", []))
         self.seed = int(state["seed"])
@@ -721,7 +790,7 @@ class PathSampler:
         self._applied_epoch = state["applied_epoch"]
         self.delta = self._delta(self.epoch)
         if "skipped" in state:
-            self._skipped = state["skipped"].to(self.device)
+            self._skipped = state["skipped"].to(self.device, torch.int64, copy=True).contiguous()
         else:
             self._skipped = torch.zeros_like(self.count, dtype=torch.int64)
 
@@ -747,13 +816,16 @@ def _amp_marker(me):
 
 
 _GGN = torch.ops.pada.grouped_grad_norm.default
+_record_params = _C.path_record_params
+_RECORD = torch.ops.pada.path_record_.default
+_F64 = torch.float64
 
 
 @functools.cache
-def _native_keys(device: torch.device):
-    """The dispatch keys of the compiled grouped_grad_norm on `device`, or None."""
+def _native_keys(device: torch.device, op: str = "grouped_grad_norm"):
+    """The dispatch keys of the compiled `op` on `device`, or None."""
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-    if key is None or not _dispatch.has_native_kernel("grouped_grad_norm", key):
+    if key is None or not _dispatch.has_native_kernel(op, key):
         return None
     return torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
 

@@ -20,6 +20,8 @@ def python_values():
     values.update(
         {f"GROUPED_NORM_FINISH_{k.upper()}": v for k, v in _codes.GROUPED_NORM_FINISH.items()}
     )
+    values.update({f"PATH_NORM_{k.upper()}": v for k, v in _codes.PATH_NORM.items()})
+    values.update({f"PATH_RULE_{k.upper()}": v for k, v in _codes.PATH_RULE.items()})
     return values
 
 

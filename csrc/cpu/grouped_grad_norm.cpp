@@ -84,10 +84,85 @@ __attribute__((target("avx2,f16c"))) float chunk_sum_avx2(const ChunkRow& r) {
 }
 #endif
 
+#ifdef PADA_GNORM_AVX2
+// AVX-512: the kLanes accumulators are 16 registers of 16 lanes, so a block
+// of kLanes elements is 16 loads, multiplies and adds with no accumulator
+// traffic through memory. Same lanes, same order, same tree as chunk_body
+// (no "fma" in the target list): the same bits. A ragged tail is loaded
+// masked with zeros, which add +0 to lanes that chunk_body leaves alone.
+#define PADA_GNORM_AVX512_TARGET "avx512f,avx512vl,avx512dq,avx512bw,avx2,f16c"
+// GCC 12 warns about the _mm512_undefined_* inside its own conversion intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+constexpr int kVecs = kLanes / 16;
+
+struct LoadF32 {
+  __attribute__((target(PADA_GNORM_AVX512_TARGET))) static __m512 load(const void* p, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, p);
+  }
+  static constexpr int kSize = 4;
+};
+struct LoadF16 {
+  __attribute__((target(PADA_GNORM_AVX512_TARGET))) static __m512 load(const void* p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+  static constexpr int kSize = 2;
+};
+struct LoadBF16 {
+  __attribute__((target(PADA_GNORM_AVX512_TARGET))) static __m512 load(const void* p, __mmask16 m) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  }
+  static constexpr int kSize = 2;
+};
+
+template <typename L>
+__attribute__((target(PADA_GNORM_AVX512_TARGET), always_inline)) inline float chunk_avx512(
+    const char* p, int64_t n) {
+  constexpr __mmask16 kAll = 0xffff;
+  __m512 acc[kVecs];
+  const int width = lane_width(n);  // lanes >= width stay +0
+  const int vecs = width < 16 ? 1 : width / 16;
+  for (int v = 0; v < kVecs; ++v) acc[v] = _mm512_setzero_ps();
+  const int64_t full = n - n % kLanes;
+  for (int64_t i = 0; i < full; i += kLanes) {
+    const char* q = p + i * L::kSize;
+#pragma GCC unroll 16
+    for (int v = 0; v < kVecs; ++v) {
+      const __m512 x = L::load(q + v * 16 * L::kSize, kAll);
+      acc[v] = _mm512_add_ps(acc[v], _mm512_mul_ps(x, x));
+    }
+  }
+  const int64_t rem = n - full;
+  for (int v = 0; v * 16 < rem; ++v) {
+    const int64_t left = rem - v * 16;
+    const __mmask16 m = left >= 16 ? kAll : static_cast<__mmask16>((1u << left) - 1u);
+    const __m512 x = L::load(p + (full + v * 16) * L::kSize, m);
+    acc[v] = _mm512_add_ps(acc[v], _mm512_mul_ps(x, x));
+  }
+  // tree_reduce's steps: strides of whole registers, then within one.
+  for (int s = vecs / 2; s > 0; s /= 2) {
+    for (int v = 0; v < s; ++v) acc[v] = _mm512_add_ps(acc[v], acc[v + s]);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc[0]);
+  return tree_reduce(lanes, 16);
+}
+
+__attribute__((target(PADA_GNORM_AVX512_TARGET))) float chunk_sum_avx512(const ChunkRow& r) {
+  const char* p = reinterpret_cast<const char*>(r.addr);
+  if (r.dtype == kF32) return chunk_avx512<LoadF32>(p, r.numel);
+  if (r.dtype == kBF16) return chunk_avx512<LoadBF16>(p, r.numel);
+  return chunk_avx512<LoadF16>(p, r.numel);
+}
+#pragma GCC diagnostic pop
+#endif
+
 using ChunkSumFn = float (*)(const ChunkRow&);
 
 ChunkSumFn best_chunk_sum() {
 #ifdef PADA_GNORM_AVX2
+  if (cpu::use_avx512()) return &chunk_sum_avx512;
   if (cpu::use_avx2()) return &chunk_sum_avx2;
 #endif
   return &chunk_sum_generic;
@@ -95,6 +170,8 @@ ChunkSumFn best_chunk_sum() {
 
 // Below this many elements per thread, waking threads costs more than it saves.
 constexpr int64_t kMinElemsPerThread = int64_t{1} << 17;
+
+}  // namespace
 
 // out[g] <- finish(sum of squares of group g). Chunks are split between
 // threads by element count; each chunk's partial, and so the result, is the
@@ -134,6 +211,8 @@ void run_plan(const Plan& plan, int finish, float* out) {
     out[g] = finish_value(tree_reduce(acc, width), previous, finish);
   }
 }
+
+namespace {
 
 at::Tensor grouped_grad_norm_cpu(at::TensorList tensors, const at::Tensor& group_index,
                                  int64_t num_groups, bool squared) {

@@ -69,6 +69,8 @@ __global__ void __launch_bounds__(kLanes)
   }
 }
 
+}  // namespace
+
 void run_plan_cuda(const Plan& plan, const at::Device& device, int finish, float* out) {
   const int64_t num_rows = static_cast<int64_t>(plan.rows.size());
   const int64_t num_groups = static_cast<int64_t>(plan.group_begin.size()) - 1;
@@ -90,6 +92,8 @@ void run_plan_cuda(const Plan& plan, const at::Device& device, int finish, float
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }
+
+namespace {
 
 at::Tensor grouped_grad_norm_cuda(at::TensorList tensors, const at::Tensor& group_index,
                                   int64_t num_groups, bool squared) {

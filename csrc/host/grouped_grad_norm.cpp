@@ -65,6 +65,33 @@ void place_rows(const std::vector<Item>& items, int64_t num_groups, Plan& plan) 
 
 }  // namespace
 
+namespace {
+
+// The chunk item of tensors[i] (in group g), checked; strided tensors are
+// copied into plan.copies.
+Item tensor_item(const char* op, const char* list, int64_t i, const at::Tensor& t, int64_t g,
+                 int64_t num_groups, Plan& plan) {
+  int64_t code = 0;
+  TORCH_CHECK_TYPE(dtype_code(t.scalar_type(), &code), op, ": ", list, "[", i, "] has dtype ",
+                   dtype_name(t.scalar_type()), "; supported are float32, float16 and bfloat16");
+  TORCH_CHECK_INDEX(g >= 0 && g < num_groups, op, ": group_index[", i, "] = ", g, " (for ", list,
+                    "[", i, "]) is out of range for num_groups = ", num_groups);
+  // A dense tensor in any dimension order covers exactly numel slots from
+  // its data pointer, and the order of the terms is ours to fix: no copy.
+  const void* ptr = nullptr;
+  if (t.numel() > 0) {
+    if (t.is_non_overlapping_and_dense()) {
+      ptr = t.data_ptr();
+    } else {
+      plan.copies.push_back(t.contiguous());
+      ptr = plan.copies.back().data_ptr();
+    }
+  }
+  return Item{reinterpret_cast<int64_t>(ptr), t.numel(), code, g};
+}
+
+}  // namespace
+
 Plan plan_tensors(const char* op, at::TensorList tensors, const at::Tensor& group_index,
                   int64_t num_groups) {
   TORCH_CHECK_VALUE(num_groups >= 0, op, ": num_groups must be >= 0, got ", num_groups);
@@ -79,26 +106,27 @@ Plan plan_tensors(const char* op, at::TensorList tensors, const at::Tensor& grou
     if (i == 0) plan.device = t.device();
     TORCH_CHECK(t.device() == plan.device, op, ": all tensors must be on one device; tensors[", i,
                 "] is on ", t.device(), " but tensors[0] is on ", plan.device);
-    int64_t code = 0;
-    TORCH_CHECK_TYPE(dtype_code(t.scalar_type(), &code), op, ": tensors[", i, "] has dtype ",
-                     dtype_name(t.scalar_type()), "; supported are float32, float16 and bfloat16");
-    const int64_t g = groups[i];
-    TORCH_CHECK_INDEX(g >= 0 && g < num_groups, op, ": group_index[", i, "] = ", g,
-                      " (for tensors[", i, "]) is out of range for num_groups = ", num_groups);
-    // A dense tensor in any dimension order covers exactly numel slots from
-    // its data pointer, and the order of the terms is ours to fix: no copy.
-    const void* ptr = nullptr;
-    if (t.numel() > 0) {
-      if (t.is_non_overlapping_and_dense()) {
-        ptr = t.data_ptr();
-      } else {
-        plan.copies.push_back(t.contiguous());
-        ptr = plan.copies.back().data_ptr();
-      }
-    }
-    items[i] = Item{reinterpret_cast<int64_t>(ptr), t.numel(), code, g};
+    items[i] = tensor_item(op, "tensors", i, t, groups[i], num_groups, plan);
   }
   if (n == 0) plan.device = group_index.device();
+  place_rows(items, num_groups, plan);
+  return plan;
+}
+
+Plan plan_optional_tensors(const char* op, const c10::List<std::optional<at::Tensor>>& tensors,
+                           const int64_t* groups, int64_t num_groups, const at::Device& device) {
+  const int64_t n = static_cast<int64_t>(tensors.size());
+  Plan plan;
+  plan.device = device;
+  std::vector<Item> items;
+  items.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const std::optional<at::Tensor> t = tensors.get(i);
+    if (!t.has_value() || !t->defined()) continue;
+    TORCH_CHECK(t->device() == device, op, ": grads[", i, "] is on ", t->device(),
+                " but the tables are on ", device);
+    items.push_back(tensor_item(op, "grads", i, *t, groups[i], num_groups, plan));
+  }
   place_rows(items, num_groups, plan);
   return plan;
 }

@@ -14,6 +14,7 @@ a build without CUDA kernels) the Triton one.
 from ._cross_entropy_with_grad_norm import cross_entropy_with_grad_norm
 from ._grouped_grad_norm import grouped_grad_norm, grouped_sq_norm_accumulate_, segment_grad_norm
 from ._importance_update import importance_update_
+from ._path_record import path_record_
 from ._sample_with_replacement import sample_with_replacement
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "grouped_grad_norm",
     "grouped_sq_norm_accumulate_",
     "importance_update_",
+    "path_record_",
     "sample_with_replacement",
     "segment_grad_norm",
 ]
