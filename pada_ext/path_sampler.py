@@ -584,6 +584,10 @@ class PathSampler:
             if id(o) in states and states[id(o)]["stage"].name == "STEPPED":
                 self._filter.forget(o)
 
+    def _tables(self) -> tuple:
+        """path_record_'s in-place tables, then its norm, rule and decay arguments."""
+        return (self.scores, self.visited, self.count, self._skipped, *self._record_codes)
+
     def record(self, path) -> None:
         """Credits the gradients now in ``.grad`` to the ops of `path` (no host sync)."""
         if self._flat is None:
@@ -599,17 +603,7 @@ class PathSampler:
             if self._record_keys is not None and not (params and params[0].dtype is _F64):
                 # The compiled kernel on the .grad of each parameter, read in
                 # C++ (csrc/python_path_record.cpp); the kernel checks the arguments.
-                _record_params(
-                    params,
-                    plan["cells"],
-                    plan["weights"],
-                    self.scores,
-                    self.visited,
-                    self.count,
-                    self._skipped,
-                    *self._record_codes,
-                    scale,
-                )
+                _record_params(params, plan["cells"], plan["weights"], *self._tables(), scale)
             else:  # float64 gradients, or no compiled kernel for the device
                 step = self._list_step(plan)
                 if scale is not None:
@@ -624,16 +618,7 @@ class PathSampler:
             scale = None if self._scaler is None else self._grad_scale()
             if self._record_keys is not None and not (grads and grads[0].dtype is _F64):
                 _RECORD.redispatch(
-                    self._record_keys,
-                    grads,
-                    cells,
-                    plan["weights"],
-                    self.scores,
-                    self.visited,
-                    self.count,
-                    self._skipped,
-                    *self._record_codes,
-                    scale,
+                    self._record_keys, grads, cells, plan["weights"], *self._tables(), scale
                 )
             else:
                 step = self._step_scores(plan)
