@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -89,6 +90,13 @@ BACKEND_DEVICES.append(
     pytest.param(triton_device(), "triton", id=f"{triton_device()}-triton", marks=requires_triton)
 )
 
+# The backends of a test that runs on a CUDA GPU only: each needs one (and has
+# the cuda marker), Triton also needs Triton.
+GPU_TEST_BACKENDS = [
+    pytest.param("native", marks=[requires_cuda, pytest.mark.cuda]),
+    pytest.param("triton", marks=[requires_cuda, pytest.mark.cuda, requires_triton]),
+]
+
 # (device, backend, torch.compile backend): inductor on the GPU; on the CPU
 # aot_eager, which needs no C++ compiler (Triton on CPU only when interpreted).
 COMPILE_CASES = [pytest.param("cpu", "native", "aot_eager", id="cpu-native-aot_eager")]
@@ -152,3 +160,30 @@ def child_env(**extra) -> dict:
     env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
     return env
+
+
+def run_python(*args, timeout=None, interpret_triton=True):
+    """`python *args` in a child process (see child_env), its output captured.
+    interpret_triton=False compiles Triton kernels for real there: the
+    interpreter is chosen per process, and this one may have it."""
+    env = child_env()
+    if not interpret_triton:
+        env.pop("TRITON_INTERPRET", None)
+        env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def importance_update_args(**changes):
+    """Valid keyword arguments of importance_update_ (fresh tensors), with `changes`."""
+    args = {
+        "scores": torch.zeros(5),
+        "visited": torch.zeros(5, dtype=torch.bool),
+        "status": torch.zeros(2, dtype=torch.int64),
+        "index": torch.tensor([0, 1, 2]),
+        "values": torch.ones(3),
+        "decay": 0.5,
+    }
+    args.update(changes)
+    return args

@@ -6,19 +6,11 @@ tensors in the interpreter, where grids are kept to a few dozen rows)."""
 import contextlib
 import sys
 
+import conftest
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (
-    BACKEND_DEVICES,
-    DEVICES,
-    no_sync,
-    requires_cuda,
-    requires_triton,
-    requires_two_gpus,
-    triton_device,
-    triton_selected,
-)
+from conftest import BACKEND_DEVICES, DEVICES, requires_cuda, requires_triton
 
 from pada_ext.ops import cross_entropy_with_grad_norm as xent
 from pada_ext.reference.cross_entropy_with_grad_norm import grad_norm as ref_norm
@@ -335,7 +327,9 @@ def test_opcheck(device, backend):
     """The pada:: ops with the kernels of `backend` (the Triton ones selected)."""
     fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
     bwd = torch.ops.pada.cross_entropy_with_grad_norm_bwd
-    selected = triton_selected(*XENT_OPS) if backend == "triton" else contextlib.nullcontext()
+    selected = (
+        conftest.triton_selected(*XENT_OPS) if backend == "triton" else contextlib.nullcontext()
+    )
     with selected:
         for logits, target, eps, reduction in _opcheck_samples(device):
             torch.library.opcheck(fwd, (logits, target, reduction, -100, eps))
@@ -434,7 +428,7 @@ def test_torch_compile_fullgraph(device, backend, reduction, compiler):
 @requires_triton
 @pytest.mark.triton
 def test_triton_bad_target_raises_on_cpu():
-    if triton_device() != "cpu":
+    if conftest.triton_device() != "cpu":
         pytest.skip("on CUDA a bad target is a device assert (TRITON_DEBUG=1)")
     logits, target = make_case(6, 9, torch.float32)
     bad = target.clone()
@@ -456,7 +450,7 @@ def test_no_host_sync(device, backend):
     """Forward, mean reduction and backward queue work without waiting for the GPU."""
     logits, target = make_case(37, 1025, torch.float32, n_ignored=3, device=device)
     x = logits.clone().requires_grad_()
-    with no_sync(device):
+    with conftest.no_sync(device):
         loss, norm = xent(x, target, reduction="mean", label_smoothing=0.1, backend=backend)
         loss.backward()
     check(logits, target, "mean", eps=0.1, backend=backend)
@@ -471,7 +465,7 @@ def test_mixed_devices_rejected(device, backend):
     if backend == "triton":
         fwd = torch.ops.pada.cross_entropy_with_grad_norm_fwd
         with pytest.raises(ValueError, match="(target|tensor 1) is on cpu"):
-            with triton_selected(*XENT_OPS):
+            with conftest.triton_selected(*XENT_OPS):
                 fwd(logits, target.cpu(), 1, -100, 0.0)
     else:
         with pytest.raises(RuntimeError, match="target is on cpu"):
@@ -500,7 +494,7 @@ def test_non_default_stream(device, backend):
     torch.testing.assert_close(x.grad, xs.grad)
 
 
-@requires_two_gpus
+@conftest.requires_two_gpus
 @pytest.mark.parametrize("backend", ["native", pytest.param("triton", marks=requires_triton)])
 def test_second_gpu_while_first_is_current(backend):
     """Tensors on cuda:1 with cuda:0 current: the kernels run on cuda:1."""
@@ -517,6 +511,18 @@ def test_second_gpu_while_first_is_current(backend):
     xc = logits.clone().requires_grad_()
     xent(xc, target, reduction="none")[0].float().sum().backward()
     torch.testing.assert_close(x.grad.cpu(), xc.grad, **TOL_SAME_DTYPE[torch.bfloat16])
+
+
+def _large_bf16_case(device, backend, n, c):
+    """Seeded bfloat16 logits (n, c) and targets, and the op's loss (as float32),
+    norm and gradient of the summed loss."""
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(n, c, device=device, generator=g, dtype=torch.bfloat16)
+    target = torch.randint(0, c, (n,), device=device, generator=g)
+    x = logits.requires_grad_()
+    loss, norm = xent(x, target, reduction="none", backend=backend)
+    loss.float().sum().backward()
+    return logits.detach(), target, loss.float(), norm, x.grad
 
 
 def _check_rows(logits, target, loss, norm, grad, rows):
@@ -536,14 +542,9 @@ def _check_rows(logits, target, loss, norm, grad, rows):
 def test_more_than_2_to_31_elements(device, backend, n, c):
     """N * C > 2^31: element offsets must be 64-bit (short rows and long rows)."""
     assert n * c > 2**31
-    g = torch.Generator(device=device).manual_seed(0)
-    logits = torch.randn(n, c, device=device, generator=g, dtype=torch.bfloat16)
-    target = torch.randint(0, c, (n,), device=device, generator=g)
-    x = logits.requires_grad_()
-    loss, norm = xent(x, target, reduction="none", backend=backend)
-    loss.float().sum().backward()
+    logits, target, loss, norm, grad = _large_bf16_case(device, backend, n, c)
     rows = torch.cat([torch.arange(4), torch.arange(n - 4, n)]).to(device)
-    _check_rows(logits.detach(), target, loss.float(), norm, x.grad, rows)
+    _check_rows(logits, target, loss, norm, grad, rows)
 
 
 @pytest.mark.slow
@@ -553,17 +554,12 @@ def test_more_than_2_to_31_elements(device, backend, n, c):
 def test_more_rows_than_one_grid(device, backend, n, c):
     """More row blocks than one launch's grid (2^20 blocks of 8 short rows or
     of one long row): the grid-stride loop reaches the last rows."""
-    g = torch.Generator(device=device).manual_seed(0)
-    logits = torch.randn(n, c, device=device, generator=g, dtype=torch.bfloat16)
-    target = torch.randint(0, c, (n,), device=device, generator=g)
-    x = logits.requires_grad_()
-    loss, norm = xent(x, target, reduction="none", backend=backend)
-    loss.float().sum().backward()
-    want = F.cross_entropy(logits.detach().float(), target, reduction="none")
-    torch.testing.assert_close(loss.float(), want, rtol=1e-2, atol=1e-2)
+    logits, target, loss, norm, grad = _large_bf16_case(device, backend, n, c)
+    want = F.cross_entropy(logits.float(), target, reduction="none")
+    torch.testing.assert_close(loss, want, rtol=1e-2, atol=1e-2)
     assert torch.isfinite(norm).all() and (norm > 0).all()
     rows = torch.cat([torch.arange(3), torch.arange(n - 9, n)]).to(device)
-    _check_rows(logits.detach(), target, loss.float(), norm, x.grad, rows)
+    _check_rows(logits, target, loss, norm, grad, rows)
 
 
 # ---- Accuracy at large offsets (the loss from shifted values only) ----------
@@ -906,19 +902,9 @@ print(max(faults[3:]))
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator and getrusage faults")
 def test_backward_reuses_the_freed_gradient_of_the_step_before():
-    import subprocess
-
-    from conftest import child_env
-
-    env = child_env()
     pages = 4096 * 1000 * 4 // 4096  # one gradient
     for seed in range(4):
-        done = subprocess.run(
-            [sys.executable, "-c", _PAGE_FAULT_CHILD, str(seed)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        done = conftest.run_python("-c", _PAGE_FAULT_CHILD, str(seed))
         assert done.returncode == 0, done.stderr[-2000:]
         worst = int(done.stdout.split()[-1])
         assert worst < pages // 4, f"process {seed}: {worst} page faults in a steady step"

@@ -3,31 +3,17 @@ the _foreach_norm reference on every device and backend, plus bit identity
 between the compiled kernels, determinism, CUDA graphs, streams, devices,
 opcheck, torch.compile and errors."""
 
-import subprocess
-import sys
-
+import conftest
 import pytest
 import torch
-from conftest import (
-    BACKEND_DEVICES,
-    COMPILE_CASES,
-    DEVICES,
-    HAS_CUDA,
-    child_env,
-    no_sync,
-    requires_cuda,
-    requires_triton,
-    requires_two_gpus,
-    triton_device,
-    triton_selected,
-)
+from conftest import BACKEND_DEVICES, COMPILE_CASES, DEVICES, GPU_TEST_BACKENDS, requires_triton
 
 from pada_ext import ops
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOL = {"rtol": 2e-5, "atol": 1e-6}
 # Triton's interpreter costs milliseconds per program: keep its grids small.
-INTERPRETED = not HAS_CUDA
+INTERPRETED = not conftest.HAS_CUDA
 
 
 def _make(sizes, dtypes, seed=0, device="cpu"):
@@ -101,7 +87,7 @@ def test_matches_reference(device, backend, case_id, squared):
     torch.testing.assert_close(got, want, **TOL, equal_nan=True)
 
 
-@requires_cuda
+@conftest.requires_cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_cuda_bits_equal_cpu(case_id):
@@ -204,7 +190,7 @@ def test_segment_without_cuda_kernel_uses_triton(monkeypatch):
     monkeypatch.setattr(_dispatch, "has_native_kernel", lambda op, key: key == "CPU")
     if not _dispatch.triton_available():
         pytest.skip("triton is not installed")
-    device = triton_device()
+    device = conftest.triton_device()
     if device == "cpu":  # no GPU: the choice itself, as on a CUDA device
         assert (
             _dispatch.resolve_backend("segment_grad_norm", None, torch.device("cuda")) == "triton"
@@ -324,18 +310,14 @@ def test_no_host_sync(device, backend):
     table = torch.zeros(g, device=device)
     ops.grouped_grad_norm(tensors, groups, g, backend=backend)  # compiles Triton kernels first
     gi = torch.tensor(groups)  # CPU group indices: read on the host, no sync
-    with no_sync(device):
+    with conftest.no_sync(device):
         ops.grouped_grad_norm(tensors, gi, g, backend=backend)
         ops.grouped_sq_norm_accumulate_(tensors, gi, table, backend=backend)
         ops.segment_grad_norm(flat, offsets, torch.tensor(seg_groups), 5, backend=backend)
 
 
-@requires_cuda
-@pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("backend", GPU_TEST_BACKENDS)
 def test_non_default_stream(backend):
-    if backend == "triton":
-        pytest.importorskip("triton")
     _, tensors, groups, g = _case("mixed", "cuda")
     want = ops.grouped_grad_norm(tensors, groups, g, backend="reference")
     side = torch.cuda.Stream()
@@ -349,7 +331,7 @@ def test_non_default_stream(backend):
     torch.testing.assert_close(table, want.square(), rtol=5e-5, atol=1e-6)
 
 
-@requires_cuda
+@conftest.requires_cuda
 @pytest.mark.cuda
 def test_cuda_graph_replay_sees_new_gradients():
     # The chunk table travels by value in the launches: a captured graph
@@ -385,7 +367,7 @@ def test_cuda_graph_replay_sees_new_gradients():
         assert _same_bits(seg.cpu(), want), step
 
 
-@requires_cuda
+@conftest.requires_cuda
 @pytest.mark.cuda
 @requires_triton
 def test_triton_refuses_cuda_graph_capture():
@@ -397,13 +379,10 @@ def test_triton_refuses_cuda_graph_capture():
             ops.grouped_grad_norm(tensors, [0, 1], 2, backend="triton")
 
 
-@requires_two_gpus
-@pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@conftest.requires_two_gpus
+@pytest.mark.parametrize("backend", GPU_TEST_BACKENDS)
 def test_second_gpu(backend):
     # Tensors on cuda:1 while cuda:0 is current: the launches go to cuda:1.
-    if backend == "triton":
-        pytest.importorskip("triton")
     _, tensors, groups, g = _case("mixed", "cuda:1")
     flat, offsets, seg_groups = _segment_inputs(torch.float32, "cuda:1")
     with torch.cuda.device(0):
@@ -462,12 +441,12 @@ def test_errors_native_only(device):
 @requires_triton
 @pytest.mark.triton
 def test_triton_opcheck():
-    device = triton_device()
+    device = conftest.triton_device()
     tensors = _make([0, 7, 300], DTYPES, 11, device)
     gi = torch.tensor([0, 1, 1])
     flat = torch.randn(1000, device=device)
     names = ("grouped_grad_norm", "grouped_sq_norm_accumulate_", "segment_grad_norm")
-    with triton_selected(*names):
+    with conftest.triton_selected(*names):
         torch.library.opcheck(torch.ops.pada.grouped_grad_norm.default, (tensors, gi, 2, False))
         torch.library.opcheck(
             torch.ops.pada.grouped_sq_norm_accumulate_.default,
@@ -493,12 +472,7 @@ def test_triton_aot_compiles_for_sm90():
         "    k = triton.compile(src, target=GPUTarget('cuda', 90, 32))\n"
         "    assert k.asm['cubin'], s['name']\n"
     )
-    env = child_env()
-    env.pop("TRITON_INTERPRET", None)
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    done = conftest.run_python("-c", code, timeout=300, interpret_triton=False)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import BACKEND_DEVICES, DEVICES, no_sync, requires_cuda
+from conftest import BACKEND_DEVICES, DEVICES, importance_update_args, no_sync, requires_cuda
 from scipy import stats
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -342,6 +342,13 @@ def test_shuffled_first_epoch_covers_every_item_also_when_sharded():
     assert parts[0].epoch_indices().numel() == 26
 
 
+def _construction_raises(kwargs, error, match):
+    """ImportanceSampler(10, tau=0.5 unless given, **kwargs) raises `error`."""
+    kwargs.setdefault("tau", 0.5)
+    with pytest.raises(error, match=match):
+        ImportanceSampler(10, **kwargs)
+
+
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
@@ -357,9 +364,7 @@ def test_shuffled_first_epoch_covers_every_item_also_when_sharded():
     ],
 )
 def test_bad_configuration(kwargs, error, match):
-    kwargs.setdefault("tau", 0.5)
-    with pytest.raises(error, match=match):
-        ImportanceSampler(10, **kwargs)
+    _construction_raises(kwargs, error, match)
 
 
 def test_bad_updates():
@@ -647,27 +652,27 @@ def test_cpu_kernel_screens_values_itself():
     assert visited.tolist() == [True, False, False, False]
 
 
-@requires_cuda
-def test_negative_scores_and_bad_indices_on_cuda_raise_at_set_epoch():
-    s = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")
+def _cuda_sampler_after_update(size, index, scores):
+    """A CUDA ImportanceSampler(size, tau=1, rule="last") in epoch 0, its kernels
+    warmed by one update, after update(index, scores) with no host sync."""
+    s = ImportanceSampler(size, tau=1.0, rule="last", seed=0, device="cuda")
     s.set_epoch(0)
     s.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))  # warm the kernels
     with no_sync("cuda"):
-        s.update(torch.tensor([3, 7]), torch.tensor([1.0, -5.0], device="cuda"))
+        s.update(index, scores)
+    return s
+
+
+@requires_cuda
+def test_negative_scores_and_bad_indices_on_cuda_raise_at_set_epoch():
+    cuda = lambda *values, **kw: torch.tensor(values, device="cuda", **kw)
+    s = _cuda_sampler_after_update(10, torch.tensor([3, 7]), cuda(1.0, -5.0))
     with pytest.raises(ValueError, match="1 negative scores"):
         s.set_epoch(1)
-    t = ImportanceSampler(10, tau=1.0, rule="last", seed=0, device="cuda")
-    t.set_epoch(0)
-    t.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))
-    with no_sync("cuda"):
-        t.update(torch.tensor([3, 12]), torch.tensor([1.0, 2.0], device="cuda"))
+    t = _cuda_sampler_after_update(10, torch.tensor([3, 12]), cuda(1.0, 2.0))
     with pytest.raises(IndexError, match="1 scores had a dataset index out of range"):
         t.set_epoch(1)
-    u = ImportanceSampler(3, tau=1.0, rule="last", seed=0, device="cuda")
-    u.set_epoch(0)
-    u.update(torch.tensor([0]), torch.tensor([1.0], device="cuda"))
-    with no_sync("cuda"):
-        u.update(torch.tensor([1]), torch.tensor([1e39], dtype=torch.float64, device="cuda"))
+    u = _cuda_sampler_after_update(3, torch.tensor([1]), cuda(1e39, dtype=torch.float64))
     u.set_epoch(1)
     assert u.skipped_scores == 1 and set(u) == {0}
 
@@ -697,15 +702,7 @@ def test_sampler_skips_scores_that_overflow_the_table():
 )
 @pytest.mark.parametrize("backend", ["native", "reference"])
 def test_importance_update_validates_for_every_backend(kwargs, error, match, backend):
-    args = {
-        "scores": torch.zeros(5),
-        "visited": torch.zeros(5, dtype=torch.bool),
-        "status": torch.zeros(2, dtype=torch.int64),
-        "index": torch.tensor([0, 1, 2]),
-        "values": torch.ones(3),
-        "decay": 0.5,
-    }
-    args.update(kwargs)
+    args = importance_update_args(**kwargs)
     with pytest.raises(error, match=match):
         ops.importance_update_(**args, backend=backend)
     assert not args["scores"].any()
@@ -775,9 +772,7 @@ def test_iterating_again_without_set_epoch_warns_once():
     ],
 )
 def test_unclear_arguments_raise_at_the_call(kwargs, error, match):
-    kwargs.setdefault("tau", 0.5)
-    with pytest.raises(error, match=match):
-        ImportanceSampler(10, **kwargs)
+    _construction_raises(kwargs, error, match)
 
 
 def test_largest_seed_works_in_every_epoch():

@@ -3,24 +3,11 @@ device and backend; bit identity with the CPU kernel (the README's claim),
 CUDA graphs, streams, devices, no host sync, opcheck and torch.compile."""
 
 import os
-import subprocess
-import sys
 
+import conftest
 import pytest
 import torch
-from conftest import (
-    BACKEND_DEVICES,
-    COMPILE_CASES,
-    DEVICES,
-    HAS_CUDA,
-    child_env,
-    no_sync,
-    requires_cuda,
-    requires_triton,
-    requires_two_gpus,
-    triton_device,
-    triton_selected,
-)
+from conftest import BACKEND_DEVICES, COMPILE_CASES, DEVICES, GPU_TEST_BACKENDS, requires_triton
 
 import pada_ext
 from pada_ext import ops
@@ -29,7 +16,7 @@ DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DECAYS = [0.0, 0.5, 0.9, 1.0, 0.3]
 SHAPES = [(1, 5), (10, 64), (1000, 256), (50, 2000)]
 # Triton's interpreter runs a program per batch entry at milliseconds each.
-INTERPRETED = not HAS_CUDA
+INTERPRETED = not conftest.HAS_CUDA
 
 
 def fresh(size, device, seed=0):
@@ -46,6 +33,13 @@ def batch(size, n, dtype, seed):
     values = (torch.rand(n, generator=g) * 3).to(dtype)
     values[:: max(n // 3, 1)][1:] = float("nan")  # a few skipped values
     return index, values
+
+
+def updated_on_cpu(size, index, values, decay, backend="native"):
+    """fresh(size) on the CPU after one update by `backend`."""
+    state = fresh(size, "cpu")
+    ops.importance_update_(*state, index, values, decay, backend=backend)
+    return state
 
 
 def assert_same_bits(got, want):
@@ -66,14 +60,11 @@ def test_matches_reference_and_cpu_bits(device, backend, size, n, dtype, decay):
     index, values = batch(size, n, dtype, size + n)
     got = fresh(size, device)
     ops.importance_update_(*got, index.to(device), values.to(device), decay, backend=backend)
-    want = fresh(size, "cpu")
-    ops.importance_update_(*want, index, values, decay, backend="reference")
+    want = updated_on_cpu(size, index, values, decay, backend="reference")
     for a, b in zip(got, want):
         torch.testing.assert_close(a.cpu(), b, rtol=0, atol=0)
     # The CPU kernel's bits on every backend and device (decay in float64 everywhere).
-    cpu = fresh(size, "cpu")
-    ops.importance_update_(*cpu, index, values, decay, backend="native")
-    assert_same_bits(got, cpu)
+    assert_same_bits(got, updated_on_cpu(size, index, values, decay))
 
 
 def test_authors_rule_in_visit_order():
@@ -130,23 +121,18 @@ def test_out_of_range_index_raises_before_any_change(backend):
         )
 
 
-@requires_cuda
-@pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("backend", GPU_TEST_BACKENDS)
 def test_cuda_out_of_range_counted_and_skipped(backend):
     # No raise on the GPU (it would need a host sync): counted in status[0],
     # and the in-range entries are applied as if the bad ones were absent.
-    if backend == "triton":
-        pytest.importorskip("triton")
     index = torch.tensor([3, -1, 3, 10, 0, 3, 2**40])
     values = torch.tensor([1.0, 9.0, 2.0, 9.0, 4.0, float("nan"), 9.0])
     got = fresh(10, "cuda")
     index_d, values_d = index.cuda(), values.cuda()
-    with no_sync("cuda"):
+    with conftest.no_sync("cuda"):
         ops.importance_update_(*got, index_d, values_d, 0.9, backend=backend)
     keep = (index >= 0) & (index < 10)
-    want = fresh(10, "cpu")
-    ops.importance_update_(*want, index[keep], values[keep], 0.9, backend="native")
+    want = updated_on_cpu(10, index[keep], values[keep], 0.9)
     assert got[2].tolist() == [3, 1]
     assert_same_bits(got[:2], want[:2])
 
@@ -166,21 +152,13 @@ def test_cuda_out_of_range_counted_and_skipped(backend):
 )
 @pytest.mark.parametrize("device", DEVICES)
 def test_bad_arguments(device, kwargs, error, match):
-    args = {
-        "scores": torch.zeros(5),
-        "visited": torch.zeros(5, dtype=torch.bool),
-        "status": torch.zeros(2, dtype=torch.int64),
-        "index": torch.tensor([0, 1, 2]),
-        "values": torch.ones(3),
-        "decay": 0.5,
-    }
-    args.update(kwargs)
+    args = conftest.importance_update_args(**kwargs)
     args = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in args.items()}
     with pytest.raises(error, match=match):
         torch.ops.pada.importance_update_(**args)
 
 
-@requires_cuda
+@conftest.requires_cuda
 @pytest.mark.cuda
 def test_cuda_rejects_mixed_devices():
     scores, visited, status = fresh(5, "cuda")
@@ -232,16 +210,12 @@ def test_no_host_sync(device, backend):
     index, values = index.to(device), values.to(device)
     state = fresh(50, device)
     ops.importance_update_(*state, index, values, 0.5, backend=backend)  # compiles Triton first
-    with no_sync(device):
+    with conftest.no_sync(device):
         ops.importance_update_(*state, index, values, 0.5, backend=backend)
 
 
-@requires_cuda
-@pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("backend", GPU_TEST_BACKENDS)
 def test_non_default_stream(backend):
-    if backend == "triton":
-        pytest.importorskip("triton")
     index, values = batch(50, 2000, torch.float16, 6)
     got = fresh(50, "cuda")
     index_d, values_d = index.cuda(), values.cuda()
@@ -250,19 +224,13 @@ def test_non_default_stream(backend):
     with torch.cuda.stream(side):
         ops.importance_update_(*got, index_d, values_d, 0.9, backend=backend)
     side.synchronize()
-    want = fresh(50, "cpu")
-    ops.importance_update_(*want, index, values, 0.9, backend="native")
-    assert_same_bits(got, want)
+    assert_same_bits(got, updated_on_cpu(50, index, values, 0.9))
 
 
-@requires_cuda
-@pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("backend", GPU_TEST_BACKENDS)
 def test_cuda_graph_replay(backend):
     # Nothing host-side is read at replay: new values in the same tensors give
     # the sequential result of each replay in turn.
-    if backend == "triton":
-        pytest.importorskip("triton")
     index, values = batch(30, 500, torch.float32, 7)
     index_d, values_d = index.cuda(), values.cuda()
     got = fresh(30, "cuda")
@@ -285,19 +253,14 @@ def test_cuda_graph_replay(backend):
         assert_same_bits(got, want)
 
 
-@requires_two_gpus
-@pytest.mark.cuda
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@conftest.requires_two_gpus
+@pytest.mark.parametrize("backend", GPU_TEST_BACKENDS)
 def test_second_gpu(backend):
-    if backend == "triton":
-        pytest.importorskip("triton")
     index, values = batch(40, 300, torch.float32, 8)
     got = fresh(40, "cuda:1")
     with torch.cuda.device(0):
         ops.importance_update_(*got, index.to("cuda:1"), values.to("cuda:1"), 0.9, backend=backend)
-    want = fresh(40, "cpu")
-    ops.importance_update_(*want, index, values, 0.9, backend="native")
-    assert_same_bits(got, want)
+    assert_same_bits(got, updated_on_cpu(40, index, values, 0.9))
     with pytest.raises((RuntimeError, ValueError), match="device"):
         ops.importance_update_(*got, index.to("cuda:0"), values.to("cuda:1"), 0.9, backend=backend)
 
@@ -305,7 +268,7 @@ def test_second_gpu(backend):
 @requires_triton
 @pytest.mark.triton
 def test_triton_errors_and_opcheck():
-    dev = triton_device()
+    dev = conftest.triton_device()
     scores, visited, status = fresh(5, dev)
     before = scores.clone()
     if dev == "cpu":
@@ -324,7 +287,7 @@ def test_triton_errors_and_opcheck():
             0.5,
             backend="triton",
         )
-    with triton_selected("importance_update_"):
+    with conftest.triton_selected("importance_update_"):
         torch.library.opcheck(
             torch.ops.pada.importance_update_.default,
             (
@@ -362,15 +325,8 @@ def test_triton_aot_compiles_for_sm90():
     tool = os.path.join(here, "tools", "compile_triton_aot.py")
     if not os.path.exists(tool):
         pytest.skip("tools/ is not next to the package under test")
-    env = child_env()
-    env.pop("TRITON_INTERPRET", None)
-    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    done = subprocess.run(
-        [sys.executable, tool, "--module", "pada_ext.triton.importance_update"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = conftest.run_python(
+        tool, "--module", "pada_ext.triton.importance_update", timeout=300, interpret_triton=False
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "5 kernel(s) compiled" in done.stdout
