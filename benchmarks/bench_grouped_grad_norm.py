@@ -14,15 +14,13 @@ the Triton kernel is timed too; --width multiplies the channels (a wider
 supernet: 16x the elements at --width 4) where the default is launch-bound.
 """
 
-import argparse
-
 import torch
 from common import (
-    add_device_args,
+    bench_parser,
     interleaved_best,
     is_cuda,
     machine_info,
-    resolve_device,
+    parse_bench_args,
     write_json,
 )
 
@@ -51,23 +49,15 @@ def nb201_path_grads(path, device, dtype, seed=0, width=1):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--path", default="3,3,3,2,2,2", help="op of each of the 6 edges")
     parser.add_argument("--width", type=int, default=1, help="channel multiplier (1: NB201)")
     parser.add_argument("--repeats", type=int, help="default 30 (--quick: 2)")
     parser.add_argument("--inner", type=int, help="default 20 (--quick: 2)")
     parser.add_argument("--name", default=None, help="JSON file name (default: from options)")
-    add_device_args(parser)
-    args = parser.parse_args()
-    if args.repeats is None:
-        args.repeats = 2 if args.quick else 30
-    if args.inner is None:
-        args.inner = 2 if args.quick else 20
-
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    args = parse_bench_args(parser, repeats=(2, 30), inner=(2, 20))
+    device = args.device
     dtype = getattr(torch, args.dtype)
     path = [int(x) for x in args.path.split(",")]
     grads, ops_of = nb201_path_grads(path, device, dtype, width=args.width)

@@ -12,20 +12,11 @@ ours calls update() (no host sync) once per batch.
         [--quick]
 """
 
-import argparse
 import sys
 
 import numpy as np
 import torch
-from common import (
-    add_device_args,
-    best_time,
-    machine_info,
-    print_table,
-    resolve_device,
-    result_name,
-    write_json,
-)
+from common import bench_parser, best_time, parse_bench_args, print_table, save_results
 
 from pada_ext import ImportanceSampler
 
@@ -101,18 +92,10 @@ def measure(n, device, repeats):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", type=int, help="default 50000 1281167 (--quick: 2000)")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, help="default 5 (--quick: 2)")
-    add_device_args(ap)
-    args = ap.parse_args(argv)
-    args.device = resolve_device(args.device)
-    if args.sizes is None:
-        args.sizes = [2000] if args.quick else [50_000, 1_281_167]
-    if args.repeats is None:
-        args.repeats = 2 if args.quick else 5
-    torch.set_num_threads(args.threads)
+    args = parse_bench_args(ap, argv, sizes=([2000], [50_000, 1_281_167]), repeats=(2, 5))
     print(
         f"ImportanceSampler epoch bookkeeping, batch {BATCH}, {args.device}, "
         f"{torch.get_num_threads()} threads; min of repeats, ms"
@@ -146,16 +129,7 @@ def main(argv=None):
         ],
         rows,
     )
-    path = write_json(
-        result_name("importance_sampler", args.device),
-        {
-            "machine": machine_info(args.device),
-            "quick": args.quick,
-            "batch": BATCH,
-            "results": results,
-        },
-    )
-    print(f"wrote {path}")
+    save_results("importance_sampler", args.device, quick=args.quick, batch=BATCH, results=results)
     return 0
 
 

@@ -39,7 +39,6 @@ Prints a table and writes benchmarks/results/overhead_<shape>_<device>_t<threads
 On this CPU, `--shape authors --threads 2 --repeats 3 --steps 3` takes a few minutes.
 """
 
-import argparse
 import copy
 import os
 import statistics
@@ -55,10 +54,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, ".."), os.path.join(HERE, "..", "python")]
 
 from common import (  # noqa: E402
-    add_device_args,
+    bench_parser,
     machine_info,
+    parse_bench_args,
     print_table,
-    resolve_device,
     sync,
     time_once,
     write_json,
@@ -288,15 +287,11 @@ VARIANTS = {"spos": Spos, "pada_fused": PadaFused, "pada_unfused": PadaUnfused}
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = bench_parser(__doc__.split("\n\n")[0], threads=1)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="small")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, help="timed epochs per variant (default 10, quick 1)")
     ap.add_argument("--steps", type=int, help="steps per epoch (default: a full epoch; quick 2)")
-    add_device_args(ap)
-    args = ap.parse_args()
-    if args.repeats is None:
-        args.repeats = 1 if args.quick else 10
+    args = parse_bench_args(ap, repeats=(1, 10))
     if args.steps is None and args.quick:
         args.steps = 2
     return args
@@ -362,8 +357,7 @@ def sampling_table(parts, spos_step_ms):
 
 def main():
     args = parse_args()
-    torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = args.device
     shape = SHAPES[args.shape]
     x, y, classes = load_data(shape["data"])
     x, y = x.to(device), y.to(device)

@@ -27,19 +27,15 @@ and flat_grads=True besides.
         [--paths 8192] [--chunk 64] [--rounds 3] [--quick]
 """
 
-import argparse
-
 import torch
 from common import (
-    add_device_args,
+    bench_parser,
     best_time,
-    machine_info,
+    parse_bench_args,
     print_table,
-    resolve_device,
-    result_name,
+    save_results,
     sync,
     time_once,
-    write_json,
 )
 from pada_nas.nb201 import CONV_OPS, NUM_EDGES, OPS, Supernet
 
@@ -177,8 +173,7 @@ def report(us, ours_key, floor_key):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    ap = bench_parser(__doc__.splitlines()[0])
     ap.add_argument(
         "--paths", type=int, help="uniform paths (default 8192, CUDA 6144, --quick: 256)"
     )
@@ -189,10 +184,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the path sequence")
     ap.add_argument("--repeats", type=int, help="cached path: default 30 (--quick: 2)")
     ap.add_argument("--inner", type=int, help="cached path: calls per repeat (default 20)")
-    add_device_args(ap)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    dev = args.device = resolve_device(args.device)
+    args = parse_bench_args(ap, argv)
+    dev = args.device
     # CUDA: the authors' loop syncs per tensor (~1 ms a step): fewer paths, so
     # that tools/gpu_check.sh's budget holds (still longer than the old 4096-plan cache).
     full_paths, full_rounds = (6144, 2) if dev.type == "cuda" else (8192, 3)
@@ -221,16 +214,13 @@ def main(argv=None):
         f"{cseq['elements']} elements; us per step"
     )
     report(cached, "PathSampler.paper(...).record", "floor: torch.dot(flat, flat)")
-    path = write_json(
-        result_name("path_sampler", dev),
-        {
-            "machine": machine_info(dev),
-            "quick": args.quick,
-            "uniform": {**useq, "seed": args.seed, "us": uniform},
-            "cached_path": {**cseq, "us": cached},
-        },
+    save_results(
+        "path_sampler",
+        dev,
+        quick=args.quick,
+        uniform={**useq, "seed": args.seed, "us": uniform},
+        cached_path={**cseq, "us": cached},
     )
-    print(f"wrote {path}")
     return 0
 
 

@@ -26,20 +26,17 @@ memory costs a page fault. The bandwidth is that of `dst.copy_(src)` on
 written (2 x 256 MiB), with the benchmark's thread count.
 """
 
-import argparse
 import sys
 
 import numpy as np
 import torch
 from common import (
-    add_device_args,
+    bench_parser,
     best_time,
     is_cuda,
-    machine_info,
+    parse_bench_args,
     print_table,
-    resolve_device,
-    result_name,
-    write_json,
+    save_results,
 )
 
 import pada_ext
@@ -142,14 +139,10 @@ def table_row(n, ms, columns, digits):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", type=float, help="default: 1e5..1e8 (cuda: 1e6..1e8)")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, help="default 5 (cuda: 10, --quick: 2)")
-    add_device_args(ap)
-    args = ap.parse_args(argv)
-    args.device = resolve_device(args.device)
-    torch.set_num_threads(args.threads)
+    args = parse_bench_args(ap, argv)
     cuda = is_cuda(args.device)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 10 if cuda else 5
@@ -205,17 +198,14 @@ def main(argv=None):
             [table_row(r["n"], r["ms"], CPU_COLUMNS, 1) + memory_cells(r) for r in results],
         )
     backend = _dispatch.resolve_backend("sample_with_replacement", None, args.device)
-    path = write_json(
-        result_name("sample_with_replacement", args.device),
-        {
-            "machine": machine_info(args.device),
-            "pada_ext_backend": backend,
-            "quick": args.quick,
-            "copy_bandwidth_bytes_per_s": bandwidth,
-            "results": results,
-        },
+    save_results(
+        "sample_with_replacement",
+        args.device,
+        pada_ext_backend=backend,
+        quick=args.quick,
+        copy_bandwidth_bytes_per_s=bandwidth,
+        results=results,
     )
-    print(f"wrote {path}")
     for r in results:
         ms = r["ms"]
         line = f"N = M = {r['n']:.0e}: {ms['pada_ext'] / ms['torch.randint']:.2f}x torch.randint"

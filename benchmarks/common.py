@@ -7,6 +7,7 @@ the kernels themselves; warm-up calls (Triton JIT, cuBLAS handles, the caching
 allocator) run before any timed region.
 """
 
+import argparse
 import json
 import os
 import platform
@@ -32,6 +33,27 @@ def add_device_args(parser):
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes and few repeats: checks, not figures"
     )
+
+
+def bench_parser(description, threads=2):
+    """An ArgumentParser with `description` and --threads (default `threads`)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=threads)
+    return parser
+
+
+def parse_bench_args(parser, argv=None, **defaults):
+    """Adds add_device_args to `parser` and parses `argv`: --device resolved,
+    torch's threads set from --threads, and each option named in `defaults`
+    that was not given set from its (quick, full) pair by --quick."""
+    add_device_args(parser)
+    args = parser.parse_args(argv)
+    args.device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
+    for name, (quick, full) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    return args
 
 
 def resolve_device(name):
@@ -177,6 +199,13 @@ def print_table(headers, rows):
         print("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |")
         if j == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def save_results(base, device, **payload):
+    """Writes {"machine": machine_info(device), **payload} as result_name(base,
+    device) (see write_json) and prints where."""
+    path = write_json(result_name(base, device), {"machine": machine_info(device), **payload})
+    print(f"wrote {path}")
 
 
 def write_json(name, payload):
