@@ -46,18 +46,21 @@ def tensor_arg(op, name, value):
     return value
 
 
+def _as_list(op, value, expected):
+    """list(value), or a TypeError that says what was `expected` and what came."""
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"{op}: {expected}, got {type(value).__name__}") from None
+
+
 def tensor_list(op, tensors):
     """`tensors` as a list of Tensors, naming the first entry that is not one."""
     if isinstance(tensors, torch.Tensor):
         raise TypeError(
             f"{op}: tensors must be a list or tuple of Tensors, got a Tensor (pass [t] for one)"
         )
-    try:
-        tensors = list(tensors)
-    except TypeError:
-        raise TypeError(
-            f"{op}: tensors must be a list or tuple of Tensors, got {type(tensors).__name__}"
-        ) from None
+    tensors = _as_list(op, tensors, "tensors must be a list or tuple of Tensors")
     for i, t in enumerate(tensors):
         if t is None:
             raise TypeError(
@@ -78,12 +81,7 @@ def index_arg(op, name, index):
         if index.device.type != "cpu":
             index = index.cpu()  # a host sync; keep group indices on the CPU to avoid it
         return index, None
-    try:
-        values = list(index)
-    except TypeError:
-        raise TypeError(
-            f"{op}: {name} must be a CPU int64 tensor or a list of ints, got {type(index).__name__}"
-        ) from None
+    values = _as_list(op, index, f"{name} must be a CPU int64 tensor or a list of ints")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, (numbers.Integral, torch.SymInt)):
             # Floats would be truncated silently by torch.tensor(..., dtype=int64).
