@@ -5,7 +5,8 @@ norm is computed from the detached logits in float32 (float64 for float64
 logits), with the same definition as the kernels'."""
 
 import torch
-import torch.nn.functional as F
+
+from .reference.cross_entropy_with_grad_norm import torch_loss
 
 
 def grad_norm(logits, target, ignore_index, label_smoothing):
@@ -38,12 +39,5 @@ def grad_norm(logits, target, ignore_index, label_smoothing):
 
 
 def cross_entropy_with_grad_norm(logits, target, weight, reduction, ignore_index, label_smoothing):
-    loss = F.cross_entropy(
-        logits,
-        target if target.is_floating_point() else target.long(),
-        weight=weight,
-        reduction=reduction,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-    )
+    loss = torch_loss(logits, target, weight, reduction, ignore_index, label_smoothing)
     return loss, grad_norm(logits, target, ignore_index, label_smoothing)

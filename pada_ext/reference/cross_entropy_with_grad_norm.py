@@ -47,7 +47,15 @@ def cross_entropy_with_grad_norm(
     logits, target, reduction="mean", ignore_index=-100, label_smoothing=0.0, weight=None
 ):
     """(loss, grad_norm): torch's cross-entropy (differentiable) and the detached norm."""
-    loss = F.cross_entropy(
+    loss = torch_loss(logits, target, weight, reduction, ignore_index, label_smoothing)
+    return loss, grad_norm(logits, target, ignore_index, label_smoothing)
+
+
+def torch_loss(logits, target, weight, reduction, ignore_index, label_smoothing):
+    """The loss the op defines: F.cross_entropy itself, on class indices of any integer
+    dtype (widened to int64) or on soft targets. Also the loss of the composite path
+    (pada_ext/_cross_entropy_composite.py), which is this loss and a float32 norm."""
+    return F.cross_entropy(
         logits,
         target if target.is_floating_point() else target.long(),
         weight=weight,
@@ -55,4 +63,3 @@ def cross_entropy_with_grad_norm(
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
     )
-    return loss, grad_norm(logits, target, ignore_index, label_smoothing)

@@ -53,6 +53,36 @@ double rounding_tolerance(int64_t n, double max_scaled, int64_t terms) {
                      (2.0 * (1.0 + max_scaled) + static_cast<double>(terms + 2) + 2.0);
 }
 
+// Checks one level's realised probabilities got[k] / one (in units of the
+// average slot probability 1 / n) against mass_of(k) * n / total; a slot of
+// zero mass must be neither drawn nor an alias target. Returns P(slot).
+template <typename MassOf>
+std::vector<long double> check_slots(const std::vector<u128>& got,
+                                     const std::vector<bool>& is_alias_target, MassOf mass_of,
+                                     double total, long double one, double tol, const char* slot,
+                                     const std::string& ctx, double& worst, Stats& stats) {
+  const int64_t n = static_cast<int64_t>(got.size());
+  std::vector<long double> prob(n);
+  for (int64_t k = 0; k < n; ++k) {
+    prob[k] = static_cast<long double>(got[k]) / (one * n);
+    const double m = mass_of(k);
+    if (m == 0.0) {
+      PADA_CHECK(got[k] == 0, ctx, " zero-mass ", slot, " ", k, " is drawn");
+      PADA_CHECK(!is_alias_target[k], ctx, " zero-mass ", slot, " ", k, " is an alias");
+      continue;
+    }
+    const long double expected = static_cast<long double>(m) * n / total;
+    const double err =
+        static_cast<double>(std::fabs(static_cast<long double>(got[k]) / one - expected));
+    worst = std::max(worst, err);
+    stats.worst_ratio = std::max(stats.worst_ratio, err / tol);
+    PADA_CHECK(err <= tol, ctx, " ", slot, " ", k, " realised ", static_cast<double>(prob[k] * n),
+               " expected ", static_cast<double>(expected), " (x 1/", n, "), error ", err, " tol ",
+               tol);
+  }
+  return prob;
+}
+
 // Realised in-block probabilities (scaled by L) of one block's table, checked
 // against w[k] * L / mass. Returns P(slot | block) for every slot.
 template <typename W>
@@ -71,30 +101,16 @@ Level check_block(const W* w, int64_t len, int log_block, double mass, const uin
     got[alias] += passed;
     if (alias != j && passed > 0) is_alias_target[alias] = true;
   }
-  std::vector<long double> prob(L);
   double max_scaled = 0;
   for (int64_t k = 0; k < len; ++k)
     max_scaled = std::max(max_scaled, static_cast<double>(w[k]) * L / mass);
   // block_mass: len / 32 additions per lane, then 32 lane sums.
   const double tol = rounding_tolerance(L, max_scaled, len / swr::kLanes + swr::kLanes);
+  auto weight = [&](int64_t k) { return k < len ? static_cast<double>(w[k]) : 0.0; };
+  std::vector<long double> prob = check_slots(got, is_alias_target, weight, mass, kTwo52, tol,
+                                              "slot", ctx, stats.worst_local, stats);
   u128 sum = 0;
-  for (int64_t k = 0; k < L; ++k) {
-    sum += got[k];
-    prob[k] = static_cast<long double>(got[k]) / (kTwo52 * L);
-    const double wk = k < len ? static_cast<double>(w[k]) : 0.0;  // padding has weight 0
-    if (wk == 0.0) {
-      PADA_CHECK(got[k] == 0, ctx, " zero-weight slot ", k, " is drawn");
-      PADA_CHECK(!is_alias_target[k], ctx, " zero-weight slot ", k, " is an alias");
-      continue;
-    }
-    const long double expected = static_cast<long double>(wk) * L / mass;
-    const double err =
-        static_cast<double>(std::fabs(static_cast<long double>(got[k]) / kTwo52 - expected));
-    stats.worst_local = std::max(stats.worst_local, err);
-    stats.worst_ratio = std::max(stats.worst_ratio, err / tol);
-    PADA_CHECK(err <= tol, ctx, " slot ", k, " realised ", static_cast<double>(prob[k] * L),
-               " expected ", static_cast<double>(expected), " (x 1/L), error ", err, " tol ", tol);
-  }
+  for (u128 g : got) sum += g;
   PADA_CHECK(sum == static_cast<u128>(L) << swr::kLocalThrBits, ctx,
              " probabilities do not sum to 1");
   return {prob, tol};
@@ -118,23 +134,11 @@ Level check_top(const std::vector<double>& mass, int log_top, double total,
   double max_scaled = 0;
   for (double m : mass) max_scaled = std::max(max_scaled, m * T / total);
   const double tol = rounding_tolerance(T, max_scaled, static_cast<int64_t>(mass.size()));
-  std::vector<long double> prob(T);
-  for (int64_t b = 0; b < T; ++b) {
-    prob[b] = static_cast<long double>(got[b]) / (kTwo64 * T);
-    const double m = b < static_cast<int64_t>(mass.size()) ? mass[b] : 0.0;
-    if (m == 0.0) {
-      PADA_CHECK(got[b] == 0, ctx, " empty block ", b, " is drawn");
-      PADA_CHECK(!is_alias_target[b], ctx, " empty block ", b, " is an alias");
-      continue;
-    }
-    const long double expected = static_cast<long double>(m) * T / total;
-    const double err =
-        static_cast<double>(std::fabs(static_cast<long double>(got[b]) / kTwo64 - expected));
-    stats.worst_top = std::max(stats.worst_top, err);
-    stats.worst_ratio = std::max(stats.worst_ratio, err / tol);
-    PADA_CHECK(err <= tol, ctx, " block ", b, " realised ", static_cast<double>(prob[b] * T),
-               " expected ", static_cast<double>(expected), " (x 1/T), error ", err, " tol ", tol);
-  }
+  auto block_mass = [&](int64_t b) {
+    return b < static_cast<int64_t>(mass.size()) ? mass[b] : 0.0;
+  };
+  std::vector<long double> prob = check_slots(got, is_alias_target, block_mass, total, kTwo64, tol,
+                                              "block", ctx, stats.worst_top, stats);
   return {prob, tol};
 }
 
