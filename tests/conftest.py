@@ -113,12 +113,15 @@ else:
     ]
 
 
-def _runs_on_cuda(item) -> bool:
+def _runs_on_cuda(item, has_cuda: bool = HAS_CUDA) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
         for value in callspec.params.values():
             if value == "cuda" or (isinstance(value, torch.device) and value.type == "cuda"):
                 return True
+    # A Triton test runs on triton_device(): the GPU wherever there is one.
+    if has_cuda and item.get_closest_marker("triton") is not None:
+        return True
     return item.get_closest_marker("cuda") is not None
 
 

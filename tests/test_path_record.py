@@ -197,6 +197,7 @@ def test_opcheck(device):
 
 
 @requires_triton
+@pytest.mark.triton
 def test_triton_opcheck():
     grads, cells, weights, tables = make_case(1, device=triton_device())
     with triton_selected("path_record_"):

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 import warnings
 
+import conftest
 import pytest
 import torch
 from conftest import requires_triton, triton_device
@@ -129,3 +130,21 @@ def test_cross_entropy_autograd_is_the_cpp_one_with_triton_kernels(monkeypatch):
     key = device.upper()
     for op in ("cross_entropy_with_grad_norm_fwd", "cross_entropy_with_grad_norm_bwd"):
         assert _triton_kernels.serves(op, key) or _compiled(op, key)
+
+
+def test_triton_tests_count_as_gpu_tests_where_there_is_a_gpu():
+    # tools/gpu_check.sh runs `pytest -m cuda`: a Triton test, which runs on
+    # triton_device(), must be among them on a GPU machine, and not without one.
+    class Item:
+        callspec = None
+
+        def __init__(self, *markers):
+            self.markers = markers
+
+        def get_closest_marker(self, name):
+            return name if name in self.markers else None
+
+    assert conftest._runs_on_cuda(Item("triton"), has_cuda=True)
+    assert not conftest._runs_on_cuda(Item("triton"), has_cuda=False)
+    assert not conftest._runs_on_cuda(Item(), has_cuda=True)
+    assert conftest._runs_on_cuda(Item("cuda"), has_cuda=False)
