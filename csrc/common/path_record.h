@@ -13,6 +13,7 @@
 // A cell whose weight is 0 is off the path: left alone.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "macros.h"
@@ -87,6 +88,38 @@ PADA_HD Cell record_cell(Cell c, float step, int rule, float w) {
   }
   c.visited = c.visited || take;
   return c;
+}
+
+// The score tables and the op's codes, as the kernels read them (device
+// pointers on CUDA); the host plan fills them once per call.
+struct Tables {
+  const float* weights;  // 0: the cell is off the path
+  const float* scale;    // the GradScaler scale, or nullptr
+  float* scores;
+  bool* visited;
+  float* count;
+  int64_t* skipped;
+  int norm;
+  int rule;
+  float one_minus_decay;  // ema's lerp weight, as torch rounds it
+};
+
+// Cell c after this record, in place: its step from the grouped values
+// vals[b, e), NaN when `poisoned` (paper_poisoned over all the norms), then
+// the rule's update. Every kernel runs this per cell; off-path cells are
+// left alone.
+PADA_HD void update_cell(const Tables& t, int64_t c, const float* vals, int64_t b, int64_t e,
+                         bool poisoned) {
+  const float w = t.weights[c];
+  if (!(w > 0.0f)) return;
+  float step = poisoned ? NAN : cell_step(vals, b, e, w, t.norm);
+  if (t.scale != nullptr) step = div_rn(step, *t.scale);
+  const Cell out = record_cell(Cell{t.scores[c], t.visited[c], t.count[c], t.skipped[c]}, step,
+                               t.rule, t.one_minus_decay);
+  t.scores[c] = out.score;
+  t.visited[c] = out.visited;
+  t.count[c] = out.count;
+  t.skipped[c] = out.skipped;
 }
 
 }  // namespace path

@@ -7,7 +7,6 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -25,26 +24,9 @@ void path_record_cpu(const c10::List<std::optional<at::Tensor>>& grads,
   const int64_t num_groups = static_cast<int64_t>(plan.norms.group_begin.size()) - 1;
   std::vector<float> vals(num_groups);
   gnorm::run_plan(plan.norms, plan.finish, vals.data());
-  const float* w = weights.data_ptr<float>();
-  float* s = scores.data_ptr<float>();
-  bool* v = visited.data_ptr<bool>();
-  float* n = count.data_ptr<float>();
-  int64_t* k = skipped.data_ptr<int64_t>();
-  const float* scale = grad_scale.has_value() ? grad_scale->data_ptr<float>() : nullptr;
   const bool poisoned = norm == kNormPaper && paper_poisoned(vals.data(), num_groups);
-  for (int64_t c = 0; c < scores.numel(); ++c) {
-    if (!(w[c] > 0.0f)) continue;  // off the path
-    float step = cell_step(vals.data(), plan.cell_begin[c], plan.cell_begin[c + 1], w[c],
-                           static_cast<int>(norm));
-    if (poisoned) step = NAN;
-    if (scale != nullptr) step = div_rn(step, *scale);
-    const Cell out = record_cell(Cell{s[c], v[c], n[c], k[c]}, step, static_cast<int>(rule),
-                                 plan.one_minus_decay);
-    s[c] = out.score;
-    v[c] = out.visited;
-    n[c] = out.count;
-    k[c] = out.skipped;
-  }
+  for (int64_t c = 0; c < scores.numel(); ++c)
+    update_cell(plan.tables, c, vals.data(), plan.cell_begin[c], plan.cell_begin[c + 1], poisoned);
 }
 
 }  // namespace

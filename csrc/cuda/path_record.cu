@@ -13,7 +13,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cmath>
 #include <optional>
 
 #include "../common/path_record.h"
@@ -27,25 +26,11 @@ constexpr int kThreads = 128;
 
 __global__ void __launch_bounds__(kThreads)
     path_record_kernel(const __grid_constant__ gnorm::GroupBatch cells,
-                       const float* __restrict__ vals, int64_t num_vals,
-                       const float* __restrict__ weights, const float* __restrict__ scale,
-                       float* __restrict__ scores, bool* __restrict__ visited,
-                       float* __restrict__ count, int64_t* __restrict__ skipped, int norm, int rule,
-                       float one_minus_decay) {
+                       const float* __restrict__ vals, int64_t num_vals, const Tables t) {
   const int i = blockIdx.x * kThreads + threadIdx.x;
   if (i >= cells.count) return;
-  const int64_t c = cells.first + i;
-  const float w = weights[c];
-  if (!(w > 0.0f)) return;  // off the path
-  float step = cell_step(vals, cells.begin[i], cells.begin[i + 1], w, norm);
-  if (norm == kNormPaper && paper_poisoned(vals, num_vals)) step = NAN;
-  if (scale != nullptr) step = div_rn(step, *scale);
-  const Cell out =
-      record_cell(Cell{scores[c], visited[c], count[c], skipped[c]}, step, rule, one_minus_decay);
-  scores[c] = out.score;
-  visited[c] = out.visited;
-  count[c] = out.count;
-  skipped[c] = out.skipped;
+  const bool poisoned = t.norm == kNormPaper && paper_poisoned(vals, num_vals);
+  update_cell(t, cells.first + i, vals, cells.begin[i], cells.begin[i + 1], poisoned);
 }
 
 void path_record_cuda(const c10::List<std::optional<at::Tensor>>& grads,
@@ -64,15 +49,11 @@ void path_record_cuda(const c10::List<std::optional<at::Tensor>>& grads,
                               at::TensorOptions().dtype(at::kFloat).device(scores.device()));
   gnorm::run_plan_cuda(plan.norms, scores.device(), plan.finish, vals.data_ptr<float>());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(scores.device().index());
-  const float* scale = grad_scale.has_value() ? grad_scale->data_ptr<float>() : nullptr;
   for (int64_t k = 0; k < gnorm::num_batches(cells, gnorm::kBatchGroups); ++k) {
     const gnorm::GroupBatch batch = gnorm::make_group_batch(plan.cell_begin.data(), cells, k);
     const unsigned blocks = static_cast<unsigned>((batch.count + kThreads - 1) / kThreads);
-    path_record_kernel<<<blocks, kThreads, 0, stream>>>(
-        batch, vals.data_ptr<float>(), num_vals, weights.data_ptr<float>(), scale,
-        scores.data_ptr<float>(), visited.data_ptr<bool>(), count.data_ptr<float>(),
-        skipped.data_ptr<int64_t>(), static_cast<int>(norm), static_cast<int>(rule),
-        plan.one_minus_decay);
+    path_record_kernel<<<blocks, kThreads, 0, stream>>>(batch, vals.data_ptr<float>(), num_vals,
+                                                        plan.tables);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }

@@ -66,7 +66,15 @@ RecordPlan plan_record(const c10::List<std::optional<at::Tensor>>& grads,
   const at::Tensor ci = cell_index.contiguous();
   const int64_t* cell = ci.data_ptr<int64_t>();
   RecordPlan plan;
-  plan.one_minus_decay = static_cast<float>(1.0 - decay);
+  plan.tables = Tables{weights.data_ptr<float>(),
+                       grad_scale.has_value() ? grad_scale->data_ptr<float>() : nullptr,
+                       scores.data_ptr<float>(),
+                       visited.data_ptr<bool>(),
+                       count.data_ptr<float>(),
+                       skipped.data_ptr<int64_t>(),
+                       static_cast<int>(norm),
+                       static_cast<int>(rule),
+                       static_cast<float>(1.0 - decay)};
   plan.cell_begin.assign(cells + 1, 0);
   for (int64_t i = 0; i < n; ++i) {
     TORCH_CHECK_INDEX(cell[i] >= 0 && cell[i] < cells, kOp, ": cell_index[", i, "] = ", cell[i],

@@ -20,7 +20,7 @@ struct RecordPlan {
   gnorm::Plan norms;                // l2: a group per cell; paper: a group per tensor
   int finish = gnorm::kSquared;     // what the groups hold: sums of squares or norms
   std::vector<int64_t> cell_begin;  // cell c's groups: [cell_begin[c], cell_begin[c + 1])
-  float one_minus_decay = 0.0f;     // ema's lerp weight, as torch rounds it
+  Tables tables{};                  // what update_cell reads and writes
 };
 
 // Checks every argument (naming it) and plans the norms.
