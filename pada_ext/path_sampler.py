@@ -220,8 +220,7 @@ class PathSampler:
         # float32 whatever torch's default dtype: the tables path_record_ updates
         self.scores = torch.zeros(rows, self.num_ops, dtype=torch.float32, device=self.device)
         self.visited = torch.zeros(rows, self.num_ops, dtype=torch.bool, device=self.device)
-        self._ggn_keys = _native_keys(self.device)
-        self._record_keys = _native_keys(self.device, "path_record_")
+        self._record_keys = _native_keys(self.device)
         # path_record_'s codes of this configuration (decay: ema's; any other
         # rule ignores it)
         self._record_codes = (
@@ -463,15 +462,10 @@ class PathSampler:
             grads, groups = [grads[i] for i in keep], groups[keep]
         if not grads:
             return torch.zeros(self.scores.shape[0], self.num_ops, device=self.device)
+        # Only where path_record_ has no compiled kernel or the gradients are
+        # float64 (record's fallback): ops' own dispatch serves both.
         squared = self.norm != "paper"
-        keys = self._ggn_keys
-        if keys is None or grads[0].dtype == torch.float64:
-            out = _grouped_norm(grads, groups, plan["num_groups"], squared=squared)
-        else:
-            # The compiled kernel, below the op's Python autograd layer (which
-            # costs as much as a 10^5-element norm; scores need no graph); the
-            # arguments are the plan's, and the kernel checks them as ops does.
-            out = _GGN.redispatch(keys, grads, groups, plan["num_groups"], squared)
+        out = _grouped_norm(grads, groups, plan["num_groups"], squared=squared)
         if not squared:  # groups are the tensors; missing ones stay 0
             return (out @ plan["mix"]).view(self.scores.shape[0], self.num_ops)
         return (out.view(self.scores.shape[0], self.num_ops) * plan["inv_uses"]).sqrt_()
@@ -519,8 +513,7 @@ class PathSampler:
     def _move(self, device) -> None:
         """The sampler's tensors to the parameters' new device."""
         self.device = torch.device(device)
-        self._ggn_keys = _native_keys(self.device)
-        self._record_keys = _native_keys(self.device, "path_record_")
+        self._record_keys = _native_keys(self.device)
         self.scores = self.scores.to(self.device)
         self.visited = self.visited.to(self.device)
         self.count = self.count.to(self.device)
@@ -800,17 +793,16 @@ def _amp_marker(me):
     return hook
 
 
-_GGN = torch.ops.pada.grouped_grad_norm.default
 _record_params = _C.path_record_params
 _RECORD = torch.ops.pada.path_record_.default
 _F64 = torch.float64
 
 
 @functools.cache
-def _native_keys(device: torch.device, op: str = "grouped_grad_norm"):
-    """The dispatch keys of the compiled `op` on `device`, or None."""
+def _native_keys(device: torch.device):
+    """The dispatch keys of the compiled path_record_ on `device`, or None."""
     key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-    if key is None or not _dispatch.has_native_kernel(op, key):
+    if key is None or not _dispatch.has_native_kernel("path_record_", key):
         return None
     return torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key))
 
