@@ -169,6 +169,59 @@ def test_paired_difference_says_no_when_there_is_nothing():
         paired_difference([0.1, 0.2], [0.1])
 
 
+def test_path_scores_are_accuracy_and_mean_probability_of_the_true_class(split):
+    from pada_nas.evaluate import evaluate_paths, path_scores
+    from pada_nas.nb201 import Supernet
+
+    torch.manual_seed(0)
+    model = Supernet(4, 1, split.num_classes, split.in_channels)
+    paths = fake_sets()["random"][0][:3]
+    x, y = split.x_test[:70], split.y_test[:70]  # 70 in batches of 32: 3 of 23-24 images
+    scores = path_scores(model, paths, x, y, batch_size=32)
+    assert scores["accuracy"] == evaluate_paths(model, paths, x, y, batch_size=32)
+    model.eval()
+    with torch.no_grad():
+        for path, acc, pc in zip(paths, scores["accuracy"], scores["p_correct"]):
+            logits = torch.cat([model(xb, path) for xb in x.tensor_split(3)])
+            p = logits.softmax(1)[torch.arange(70), y]
+            assert pc == pytest.approx(float(p.double().mean()), rel=1e-6)
+            assert acc == pytest.approx(float((logits.argmax(1) == y).double().mean()))
+
+
+@pytest.mark.parametrize("rank_by", ["accuracy", "p_correct"])
+def test_final_ranking_follows_rank_by(rank_by, split):
+    from pada_nas.evaluate import rank_scores
+
+    cfg = make_config("small", **dict(TINY, epochs=2, rank_by=rank_by))
+    rec = train("spos", cfg, 0, fake_sets(), split, progress=False)
+    key = {"accuracy": "supernet_acc", "p_correct": "supernet_p_correct"}[rank_by]
+    for name, (_, truth) in fake_sets().items():
+        final = rec["final"][name]
+        expected = rank_scores(final[key], truth)
+        assert final["rank_by"] == rank_by
+        assert final["kt"] == expected["kt"] and final["p_top5"] == expected["p_top5"]
+        assert final["by_score"][rank_by] == expected
+        assert set(final["by_score"]) == {"accuracy", "p_correct"}
+        assert all(0 < v < 1 for v in final["supernet_p_correct"])
+
+
+def test_rank_by_is_checked():
+    with pytest.raises(ValueError, match="rank_by must be one of"):
+        make_config("small", rank_by="loss")
+
+
+def test_distorted_preset_matches_its_ground_truth():
+    from pada_nas import experiment
+
+    path = experiment.default_ground_truth("distorted")
+    assert path.name == "digits_distorted.json"
+    _, gt = experiment.load_ground_truth(path)
+    cfg = make_config("distorted")
+    for key, value in experiment.config_from_ground_truth(gt).items():
+        assert getattr(cfg, key) == value, key
+    assert experiment.default_ground_truth("small").name == "digits.json"
+
+
 def test_training_is_deterministic_under_a_seed(split):
     cfg = make_config("small", **dict(TINY, epochs=2))
     runs = [train("pada", cfg, 5, fake_sets(), split, progress=False) for _ in range(2)]

@@ -13,6 +13,7 @@ import torch
 
 from . import experiment
 from .config import PRESETS, SAMPLERS, make_config
+from .evaluate import RANK_SCORES
 
 
 def parse(argv=None):
@@ -36,7 +37,16 @@ def parse(argv=None):
     p.add_argument("--train-size", type=int)
     p.add_argument("--eval-every", type=int, help="ranking metrics every k epochs")
     p.add_argument("--test-size", type=int, help="test images for the evaluation (default all)")
-    p.add_argument("--ground-truth", default=str(experiment.DEFAULT_GROUND_TRUTH))
+    p.add_argument("--lr", type=float, help="the supernet's SGD learning rate")
+    p.add_argument(
+        "--rank-by",
+        choices=RANK_SCORES,
+        help="rank paths by accuracy or by p_correct (mean probability of the true class)",
+    )
+    p.add_argument(
+        "--ground-truth",
+        help="ground-truth JSON (default: the preset's, python/ground_truth/digits*.json)",
+    )
     p.add_argument("--out", default="python/runs/latest")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
     p.add_argument(
@@ -73,12 +83,14 @@ def main(argv=None):
     for s in samplers:
         if s not in SAMPLERS:
             sys.exit(f"unknown sampler {s!r}: choose from {', '.join(SAMPLERS)}")
+    if args.ground_truth is None:
+        args.ground_truth = str(experiment.default_ground_truth(args.preset))
     try:
         _, gt = experiment.load_ground_truth(args.ground_truth)
     except FileNotFoundError:
         sys.exit(f"no ground truth at {args.ground_truth} (see --ground-truth)")
     # The supernet and split must be those the ground truth was trained with.
-    overrides = experiment.config_from_ground_truth(gt) if args.preset == "small" else {}
+    overrides = experiment.config_from_ground_truth(gt) if args.preset != "authors" else {}
     for key in ("channels", "cells", "train_size"):
         given = getattr(args, key)
         if given is not None and key in overrides and given != overrides[key]:
@@ -99,7 +111,7 @@ def main(argv=None):
             "barely trained and its table cannot tell the samplers apart",
             file=sys.stderr,
         )
-    for key in ("epochs", "batch_size", "eval_every", "test_size"):
+    for key in ("epochs", "batch_size", "eval_every", "test_size", "lr", "rank_by"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     overrides["device"], overrides["amp"] = str(device), args.amp

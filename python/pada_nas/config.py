@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from . import data as datasets
+from .evaluate import RANK_SCORES
 
 SAMPLERS = ("spos", "da", "pa", "pada")
 LABELS = {"spos": "SPOS", "da": "DA", "pa": "PA", "pada": "PA&DA"}
@@ -41,6 +42,9 @@ class Config:
     eval_every: int = 10  # ranking metrics every k epochs (and always at the last)
     curve_test_size: Optional[int] = 256  # test images for the intermediate evals
     test_size: Optional[int] = None  # test images for the final eval (None: the whole split)
+    # what the supernet ranks paths by (pada_nas.evaluate.RANK_SCORES): "accuracy", as the
+    # paper, or "p_correct", the mean softmax probability of the true class
+    rank_by: str = "accuracy"
     device: str = "cpu"  # where the supernet trains and is evaluated
     amp: Optional[str] = None  # None or "bf16": bfloat16 autocast of forward and loss
 
@@ -53,13 +57,32 @@ PRESETS = {
     # This machine: digits, about a minute per supernet on one core.
     # channels / cells / train_size are taken from the ground truth's config when given.
     "small": dict(dataset="digits", channels=4, cells=1, train_size=500, epochs=50, batch_size=64),
+    # The comparison on python/ground_truth/digits_distorted.json (its network and split, read
+    # from the file): 1,320 steps of batch 128, paths ranked on 3,000 test images by p_correct.
+    "distorted": dict(
+        dataset="digits_distorted",
+        channels=8,
+        cells=1,
+        train_size=14_000,
+        epochs=12,
+        batch_size=128,
+        lr=0.05,
+        eval_every=3,
+        test_size=3000,
+        rank_by="p_correct",
+    ),
 }
+# The ground truth each preset ranks against by default (python/ground_truth/<name>).
+PRESET_GROUND_TRUTH = {"small": "digits.json", "distorted": "digits_distorted.json"}
 
 
 def make_config(preset: str = "small", **overrides) -> Config:
     values = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(**values)
+    cfg = Config(**values)
+    if cfg.rank_by not in RANK_SCORES:
+        raise ValueError(f"rank_by must be one of {RANK_SCORES}, got {cfg.rank_by!r}")
+    return cfg
 
 
 def load_split(cfg: Config, data_root: str = "./data", download: bool = True):

@@ -10,13 +10,20 @@ from pathlib import Path
 import torch
 
 from . import train as training
-from .config import LABELS, load_split
+from .config import LABELS, PRESET_GROUND_TRUTH, load_split
+from .evaluate import RANK_SCORES
 from .stats import paired_difference
 
 BASELINE = "spos"
 METRICS = {"kt": "KT", "p_top5": "P@Top5%"}
 
-DEFAULT_GROUND_TRUTH = Path(__file__).resolve().parent.parent / "ground_truth" / "digits.json"
+GROUND_TRUTH_DIR = Path(__file__).resolve().parent.parent / "ground_truth"
+DEFAULT_GROUND_TRUTH = GROUND_TRUTH_DIR / PRESET_GROUND_TRUTH["small"]
+
+
+def default_ground_truth(preset: str) -> Path:
+    """The committed ground truth a preset ranks against (the small one's for the rest)."""
+    return GROUND_TRUTH_DIR / PRESET_GROUND_TRUTH.get(preset, PRESET_GROUND_TRUTH["small"])
 
 
 def load_ground_truth(path) -> dict:
@@ -53,6 +60,11 @@ def summarise(runs: list, samplers, set_names) -> dict:
         for name in set_names:
             for key in ("kt", "p_top5"):
                 row[f"{name}_{key}"] = mean_std([r["final"][name][key] for r in mine])
+                # the same ranking by each score (the reported one is cfg.rank_by's)
+                for score in RANK_SCORES:
+                    row[f"{name}_{key}_by_{score}"] = mean_std(
+                        [r["final"][name]["by_score"][score][key] for r in mine]
+                    )
         row["mean_gv"] = mean_std([r["mean_gv"] for r in mine])
         row["final_gv"] = mean_std([r["final_gv"] for r in mine])
         row["final_train_loss"] = mean_std([r["loss"][-1] for r in mine])
@@ -120,6 +132,10 @@ def markdown_table(summary: dict, set_names) -> str:
         cells += [f"{m:.3e} ± {s:.1e}", fmt(row["final_train_loss"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def test_images_phrase(cfg) -> str:
+    return "all the" if not cfg.test_size else f"the first {cfg.test_size:,}"
 
 
 _WORKER = {}
@@ -194,6 +210,8 @@ def run(
     summary = summarise(runs, samplers, set_names)
     diffs = paired(runs, samplers, set_names)
     table = markdown_table(summary, set_names)
+    ranked = f"Paths ranked by the supernet's {cfg.rank_by} on {test_images_phrase(cfg)}"
+    table += "\n\n" + ranked + " test images."
     if diffs:
         table += "\n\n" + paired_table(diffs, set_names)
     payload = {

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from pada_ext import ImportanceSampler, IndexedDataset, PathSampler
 
 from .config import SAMPLERS, Config, autocast, load_split
-from .evaluate import evaluate_paths, rank_scores
+from .evaluate import path_scores, rank_scores
 from .metrics import GradVariance
 from .nb201 import NUM_EDGES, OPS, Supernet
 
@@ -158,11 +158,13 @@ class Run:
         }
 
     def rank(self, eval_sets: dict, x, y) -> dict:
-        """``{set name: (supernet accuracies, rank scores)}`` of the ground-truth path sets."""
+        """``{set name: (path scores, rank metrics)}`` of the ground-truth path sets: the
+        supernet's scores of every path (``path_scores``) and KT / P@Top5% of the ranking by
+        each score; the ranking by ``cfg.rank_by`` is the one reported."""
         out = {}
         for name, (paths, truth) in eval_sets.items():
-            acc = evaluate_paths(self.model, paths, x, y, self.cfg.eval_batch, autocast(self.cfg))
-            out[name] = (acc, rank_scores(acc, truth))
+            scores = path_scores(self.model, paths, x, y, self.cfg.eval_batch, autocast(self.cfg))
+            out[name] = (scores, {k: rank_scores(v, truth) for k, v in scores.items()})
         return out
 
     def sampler_record(self) -> dict:
@@ -247,13 +249,19 @@ def train(
         if eval_sets and (last or (epoch + 1) % cfg.eval_every == 0):
             t0 = time.perf_counter()
             xs, ys = (split.x_test, split.y_test) if last or curve is None else curve
-            for name, (acc, scores) in run.rank(eval_sets, xs, ys).items():
+            for name, (scores, by_score) in run.rank(eval_sets, xs, ys).items():
                 c = record["curves"][name]
                 c["epoch"].append(epoch + 1)
-                for key, value in scores.items():
+                for key, value in by_score[cfg.rank_by].items():
                     c[key].append(value)
                 if last:
-                    record.setdefault("final", {})[name] = {**scores, "supernet_acc": acc}
+                    record.setdefault("final", {})[name] = {
+                        **by_score[cfg.rank_by],
+                        "rank_by": cfg.rank_by,
+                        "by_score": by_score,
+                        "supernet_acc": scores["accuracy"],
+                        "supernet_p_correct": scores["p_correct"],
+                    }
             eval_seconds += time.perf_counter() - t0
         bar.set_postfix(loss=f"{record['loss'][-1]:.3f}", gv=f"{record['gv'][-1]:.2e}")
     record["op_counts"] = run.op_counts
