@@ -271,6 +271,11 @@ def test_command_line_writes_documented_outputs(tmp_path, capsys, quick):
         assert (out / name).stat().st_size > 0
     # PA&DA paired with SPOS by seed: one difference per set and metric, and its table.
     assert "| vs SPOS | ΔKT (sub64)" in printed
+    # and the same by the other ranking score (rank_by is accuracy here)
+    assert "Ranked by p_correct instead:" in printed
+    by_score = payload["paired_vs_spos_by_score"]
+    assert by_score["accuracy"] == payload["paired_vs_spos"]
+    assert by_score["p_correct"]["pada"]["random"]["kt"]["n"] == 2
     d = payload["paired_vs_spos"]["pada"]["random"]["kt"]
     assert d["n"] == 2 and d["ci_low"] <= d["mean"] <= d["ci_high"]
     runs = {(r["sampler"], r["seed"]): r for r in payload["runs"]}

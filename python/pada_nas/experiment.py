@@ -72,8 +72,9 @@ def summarise(runs: list, samplers, set_names) -> dict:
     return summary
 
 
-def paired(runs: list, samplers, set_names) -> dict:
-    """``{sampler: {set: {metric: paired_difference vs SPOS}}}`` over the seeds both ran."""
+def paired(runs: list, samplers, set_names, score=None) -> dict:
+    """``{sampler: {set: {metric: paired_difference vs SPOS}}}`` over the seeds both ran, of
+    the reported ranking (``score=None``) or of the ranking by one of RANK_SCORES."""
     if BASELINE not in samplers:
         return {}
     by = {(r["sampler"], r["seed"]): r for r in runs}
@@ -85,14 +86,19 @@ def paired(runs: list, samplers, set_names) -> dict:
         out[kind] = {
             name: {
                 key: paired_difference(
-                    [by[kind, s]["final"][name][key] for s in seeds],
-                    [by[BASELINE, s]["final"][name][key] for s in seeds],
+                    [metric(by[kind, s], name, key, score) for s in seeds],
+                    [metric(by[BASELINE, s], name, key, score) for s in seeds],
                 )
                 for key in METRICS
             }
             for name in set_names
         }
     return out
+
+
+def metric(run: dict, set_name: str, key: str, score=None) -> float:
+    final = run["final"][set_name]
+    return final[key] if score is None else final["by_score"][score][key]
 
 
 def paired_table(diffs: dict, set_names) -> str:
@@ -212,8 +218,15 @@ def run(
     table = markdown_table(summary, set_names)
     ranked = f"Paths ranked by the supernet's {cfg.rank_by} on {test_images_phrase(cfg)}"
     table += "\n\n" + ranked + " test images."
+    # the same comparison for every ranking score (the reported one is cfg.rank_by's)
+    diffs_by_score = {k: paired(runs, samplers, set_names, k) for k in RANK_SCORES}
     if diffs:
         table += "\n\n" + paired_table(diffs, set_names)
+        for k in RANK_SCORES:
+            if k != cfg.rank_by:
+                table += f"\n\nRanked by {k} instead:\n\n" + paired_table(
+                    diffs_by_score[k], set_names
+                )
     payload = {
         "command": command,
         "config": runs[0]["config"],
@@ -228,6 +241,7 @@ def run(
         },
         "summary": summary,
         "paired_vs_spos": diffs,
+        "paired_vs_spos_by_score": diffs_by_score,
         "table": table,
         "seconds": seconds,
         "machine": {
