@@ -206,8 +206,13 @@ def test_final_ranking_follows_rank_by(rank_by, split):
 
 
 def test_rank_by_is_checked():
+    from pada_nas.config import Config
+
     with pytest.raises(ValueError, match="rank_by must be one of"):
         make_config("small", rank_by="loss")
+    # a Config made directly is checked too, before any training
+    with pytest.raises(ValueError, match="rank_by must be one of"):
+        Config(rank_by="loss")
 
 
 def test_distorted_preset_matches_its_ground_truth():

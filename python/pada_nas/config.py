@@ -48,6 +48,11 @@ class Config:
     device: str = "cpu"  # where the supernet trains and is evaluated
     amp: Optional[str] = None  # None or "bf16": bfloat16 autocast of forward and loss
 
+    def __post_init__(self):
+        # here, not at the end of a training run that could not report its ranking
+        if self.rank_by not in RANK_SCORES:
+            raise ValueError(f"rank_by must be one of {RANK_SCORES}, got {self.rank_by!r}")
+
 
 PRESETS = {
     # The authors' NAS-Bench-201 run (needs a GPU and torchvision).
@@ -79,10 +84,7 @@ PRESET_GROUND_TRUTH = {"small": "digits.json", "distorted": "digits_distorted.js
 def make_config(preset: str = "small", **overrides) -> Config:
     values = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = Config(**values)
-    if cfg.rank_by not in RANK_SCORES:
-        raise ValueError(f"rank_by must be one of {RANK_SCORES}, got {cfg.rank_by!r}")
-    return cfg
+    return Config(**values)
 
 
 def load_split(cfg: Config, data_root: str = "./data", download: bool = True):

@@ -18,7 +18,6 @@ BASELINE = "spos"
 METRICS = {"kt": "KT", "p_top5": "P@Top5%"}
 
 GROUND_TRUTH_DIR = Path(__file__).resolve().parent.parent / "ground_truth"
-DEFAULT_GROUND_TRUTH = GROUND_TRUTH_DIR / PRESET_GROUND_TRUTH["small"]
 
 
 def default_ground_truth(preset: str) -> Path:
@@ -72,9 +71,9 @@ def summarise(runs: list, samplers, set_names) -> dict:
     return summary
 
 
-def paired(runs: list, samplers, set_names, score=None) -> dict:
+def paired(runs: list, samplers, set_names, score: str) -> dict:
     """``{sampler: {set: {metric: paired_difference vs SPOS}}}`` over the seeds both ran, of
-    the reported ranking (``score=None``) or of the ranking by one of RANK_SCORES."""
+    the ranking by `score` (one of RANK_SCORES)."""
     if BASELINE not in samplers:
         return {}
     by = {(r["sampler"], r["seed"]): r for r in runs}
@@ -96,9 +95,8 @@ def paired(runs: list, samplers, set_names, score=None) -> dict:
     return out
 
 
-def metric(run: dict, set_name: str, key: str, score=None) -> float:
-    final = run["final"][set_name]
-    return final[key] if score is None else final["by_score"][score][key]
+def metric(run: dict, set_name: str, key: str, score: str) -> float:
+    return run["final"][set_name]["by_score"][score][key]
 
 
 def paired_table(diffs: dict, set_names) -> str:
@@ -214,12 +212,12 @@ def run(
     runs = train_all(cfg, jobs, eval_sets, progress, data_root, download, processes)
     seconds = time.perf_counter() - started
     summary = summarise(runs, samplers, set_names)
-    diffs = paired(runs, samplers, set_names)
     table = markdown_table(summary, set_names)
     ranked = f"Paths ranked by the supernet's {cfg.rank_by} on {test_images_phrase(cfg)}"
     table += "\n\n" + ranked + " test images."
-    # the same comparison for every ranking score (the reported one is cfg.rank_by's)
+    # the comparison for every ranking score; the reported one is cfg.rank_by's
     diffs_by_score = {k: paired(runs, samplers, set_names, k) for k in RANK_SCORES}
+    diffs = diffs_by_score[cfg.rank_by]
     if diffs:
         table += "\n\n" + paired_table(diffs, set_names)
         for k in RANK_SCORES:
