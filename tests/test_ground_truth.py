@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from pada_nas.ground_truth import CONFIG_KEYS, DISTORTED_KEYS
+from pada_nas.ground_truth import CONFIG_KEYS, DISTORTED_KEYS, NUMERICS_KEYS
 
 GT = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -102,3 +102,54 @@ def test_a_resumed_ground_truth_refuses_another_config(tmp_path):
     main(args + ["--out", out])
     with pytest.raises(SystemExit, match="another config"):
         main(args + ["--out", out, "--sigma", "0.3"])
+
+
+def test_numerics_options_are_recorded_and_checked_on_resume(tmp_path):
+    """--amp / --channels-last go into the file's config (and only then), and a run resumed
+    without them is refused: they change the accuracies."""
+    from pada_nas.ground_truth import main
+
+    out = str(tmp_path / "gt.json")
+    args = ["--dataset", "digits_distorted", "--train-size", "32", "--test-images", "16"]
+    args += ["--epochs", "1", "--pilot", "1", "--seeds", "0", "--sets", "random"]
+    main(args + ["--out", out, "--amp", "bf16", "--channels-last"])
+    with open(out) as f:
+        config = json.load(f)["config"]
+    assert set(config) == set(CONFIG_KEYS + DISTORTED_KEYS + NUMERICS_KEYS)
+    assert config["amp"] == "bf16" and config["channels_last"] is True
+    with pytest.raises(SystemExit, match="another config"):
+        main(args + ["--out", out])
+
+
+def test_standalone_numerics_options_reach_the_model(monkeypatch):
+    """channels_last puts the convolutions' weights in that format, amp runs the forward in
+    bf16 (the classifier's output is bf16 inside train_path), in training and evaluation."""
+    import torch
+    from pada_nas import standalone
+    from pada_nas.data import digits_distorted
+
+    built, dtypes = [], []
+
+    def build(*a, **k):
+        model = real_build(*a, **k)
+        model.classifier.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+        built.append(model)
+        return model
+
+    real_build = standalone.build
+    monkeypatch.setattr(standalone, "build", build)
+    torch.set_num_threads(1)
+    split = digits_distorted(train_size=32, test_images=16)
+    path = [3, 2, 0, 1, 4, 3]
+    for amp, channels_last in ((None, False), ("bf16", True)):
+        built.clear(), dtypes.clear()
+        cfg = standalone.standalone_config(
+            channels=4, cells=1, epochs=1, batch_size=16, amp=amp, channels_last=channels_last
+        )
+        acc = standalone.train_path(path, split, cfg, seed=0)
+        assert 0.0 <= acc <= 1.0
+        want = torch.bfloat16 if amp else torch.float32
+        assert dtypes and all(d == want for d in dtypes)  # 2 training steps + 1 eval batch
+        assert len(dtypes) == 3
+        weight = built[0].layers[0].edges[0][3][1].weight  # a 3x3 conv, 4 channels in
+        assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last

@@ -219,11 +219,13 @@ def test_distorted_preset_matches_its_ground_truth():
     from pada_nas import experiment
 
     path = experiment.default_ground_truth("distorted")
-    assert path.name == "digits_distorted.json"
+    assert path.name == "digits_distorted_c16.json"
     _, gt = experiment.load_ground_truth(path)
     cfg = make_config("distorted")
     for key, value in experiment.config_from_ground_truth(gt).items():
         assert getattr(cfg, key) == value, key
+    # the supernets do their arithmetic as the standalone networks did
+    assert (cfg.amp, cfg.channels_last) == (gt["config"]["amp"], gt["config"]["channels_last"])
     assert experiment.default_ground_truth("small").name == "digits.json"
 
 
@@ -318,6 +320,30 @@ def test_pada_trains_on_each_device_with_and_without_amp(device, amp, split):
     assert rec["config"]["device"] == device and rec["config"]["amp"] == amp
     assert all(0 <= a <= 1 for a in rec["final"]["random"]["supernet_acc"])
     assert rec["data_scored"] > 100 and rec["path_scores"][3] > 0
+
+
+def test_channels_last_supernet_steps_like_the_nchw_one(split):
+    """Config.channels_last changes the memory format, not the maths: one PA step on the same
+    batch gives the NCHW run's loss and path scores (the gradient norms that PathSampler
+    reads from channels_last gradients) to float32 rounding. (Over an epoch the two runs
+    drift apart: paths whose BatchNorm sees a near-constant input amplify rounding.)"""
+    from pada_nas.train import Run
+
+    runs = [
+        Run("pa", make_config("small", **dict(TINY, channels_last=cl)), 0, split)
+        for cl in (False, True)
+    ]
+    conv = runs[1].model.layers[0].edges[0][3][1].weight  # a 3x3 conv, 4 channels in
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    x, y, idx = next(iter(runs[0].loader))
+    losses = []
+    for run in runs:
+        run.set_epoch(0)
+        losses.append(run.step(x, y, idx)[0])
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    nchw, cl = runs[0].path_sampler.scores, runs[1].path_sampler.scores
+    assert (nchw > 0).sum() > 0
+    torch.testing.assert_close(cl, nchw, rtol=1e-5, atol=1e-7)
 
 
 @requires_cuda

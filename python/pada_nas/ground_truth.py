@@ -44,6 +44,9 @@ CONFIG_KEYS = (
 )
 # Keys of the digits_distorted task, kept only in files made with it (older digits files lack them).
 DISTORTED_KEYS = ("dataset", "test_images", "sigma")
+# How the arithmetic is done (bf16 autocast, channels_last), kept only in files that changed it
+# from fp32 NCHW, so that older files still match the config their command gives.
+NUMERICS_KEYS = ("amp", "channels_last")
 
 
 def random_paths(n: int, sample_seed: int) -> list[list[int]]:
@@ -118,6 +121,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--amp", choices=("bf16",), default=None, help="bfloat16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="the model in channels_last")
     p.add_argument(
         "--pilot",
         type=int,
@@ -134,6 +139,7 @@ def parse_args(argv=None):
 
 def make_config(args) -> dict:
     keys = CONFIG_KEYS + (DISTORTED_KEYS if args.dataset != "digits" else ())
+    keys += NUMERICS_KEYS if (args.amp or args.channels_last) else ()
     return {k: getattr(args, k) for k in keys}
 
 
@@ -175,6 +181,8 @@ def main(argv=None):
         lr=args.lr,
         momentum=args.momentum,
         weight_decay=args.weight_decay,
+        amp=args.amp,
+        channels_last=args.channels_last,
     )
     # The file keeps a fixed key set; the remaining fields read (gradient clipping at 5,
     # evaluation batches of 256) are the defaults and are documented in the README.

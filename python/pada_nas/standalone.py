@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import Config
+from .config import Config, autocast
 from .data import Split
 from .evaluate import evaluate_paths
 from .nb201 import Supernet
@@ -34,7 +34,8 @@ def standalone_config(**overrides) -> Config:
 
 def build(path, split: Split, cfg: Config, seed: int) -> Supernet:
     torch.manual_seed(seed)
-    return Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels)
+    model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def train_path(path, split: Split, cfg: Config, seed: int) -> float:
@@ -65,7 +66,8 @@ def train_path(path, split: Split, cfg: Config, seed: int) -> float:
             step += 1
             if len(idx) < 2:  # batch-statistics BN cannot normalise a single sample
                 continue
-            loss = F.cross_entropy(model(split.x_train[idx], path), split.y_train[idx])
+            with autocast(cfg):
+                loss = F.cross_entropy(model(split.x_train[idx], path), split.y_train[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -74,5 +76,5 @@ def train_path(path, split: Split, cfg: Config, seed: int) -> float:
                 )
             opt.step()
     x, y = split.x_test, split.y_test
-    (acc,) = evaluate_paths(model, [path], x, y, cfg.eval_batch, ragged_tail=True)
+    (acc,) = evaluate_paths(model, [path], x, y, cfg.eval_batch, autocast(cfg), ragged_tail=True)
     return acc

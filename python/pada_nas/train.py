@@ -79,6 +79,8 @@ class Run:
         self.model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels).to(
             self.device
         )
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.n = len(split.y_train)
         self.data_sampler, self.path_sampler = build_samplers(kind, self.model, self.n, cfg, seed)
         self.is_da = isinstance(self.data_sampler, ImportanceSampler)
