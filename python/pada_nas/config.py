@@ -1,6 +1,6 @@
 """The experiment's settings, in one vocabulary for the supernets and the standalone
 (ground-truth) networks: the config, its presets, the sampler names and their labels,
-the dataset it names and the autocast it asks for."""
+the dataset it names, the network it describes and the autocast it asks for."""
 
 import contextlib
 from dataclasses import dataclass
@@ -10,6 +10,7 @@ import torch
 
 from . import data as datasets
 from .evaluate import RANK_SCORES
+from .nb201 import Supernet
 
 SAMPLERS = ("spos", "da", "pa", "pada")
 LABELS = {"spos": "SPOS", "da": "DA", "pa": "PA", "pada": "PA&DA"}
@@ -105,6 +106,13 @@ def load_split(cfg: Config, data_root: str = "./data", download: bool = True):
             cfg.train_size, cfg.test_images, cfg.sigma, split_seed=cfg.split_seed
         )
     return datasets.load(cfg.dataset)
+
+
+def make_supernet(cfg: Config, split) -> Supernet:
+    """The network of `cfg` for `split`'s images and classes, on the CPU (initialised from
+    torch's global generator), in channels_last when cfg.channels_last asks for it."""
+    model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def autocast(cfg: Config):

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import Config, autocast
+from .config import Config, autocast, make_supernet
 from .data import Split
 from .evaluate import evaluate_paths
 from .nb201 import Supernet
@@ -34,8 +34,7 @@ def standalone_config(**overrides) -> Config:
 
 def build(path, split: Split, cfg: Config, seed: int) -> Supernet:
     torch.manual_seed(seed)
-    model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+    return make_supernet(cfg, split)
 
 
 def train_path(path, split: Split, cfg: Config, seed: int) -> float:

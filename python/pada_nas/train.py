@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pada_ext import ImportanceSampler, IndexedDataset, PathSampler
 
-from .config import SAMPLERS, Config, autocast, load_split
+from .config import SAMPLERS, Config, autocast, load_split, make_supernet
 from .evaluate import path_scores, rank_scores
 from .metrics import GradVariance
 from .nb201 import NUM_EDGES, OPS, Supernet
@@ -75,12 +75,9 @@ class Run:
         self.kind, self.cfg, self.split = kind, cfg, split
         self.device = torch.device(cfg.device)
         torch.manual_seed(seed)
-        # initialised on the CPU (the same weights on every device), then moved
-        self.model = Supernet(cfg.channels, cfg.cells, split.num_classes, split.in_channels).to(
-            self.device
-        )
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # initialised on the CPU (the same weights on every device), then moved (the move keeps
+        # the memory format)
+        self.model = make_supernet(cfg, split).to(self.device)
         self.n = len(split.y_train)
         self.data_sampler, self.path_sampler = build_samplers(kind, self.model, self.n, cfg, seed)
         self.is_da = isinstance(self.data_sampler, ImportanceSampler)
