@@ -7,17 +7,35 @@
 # installed package. CI runs this; without a GPU the CUDA tests are skipped.
 #
 # Environment: CUDA_VENV (default build/venv-cuda), CUDA_TORCH (2.14.1),
-# CUDA_TORCHVISION (0.29.1), MAX_JOBS (2). Extra arguments go to pytest.
+# CUDA_TORCHVISION (0.29.1), MAX_JOBS (2), CUDA_VENV_MIN_FREE_GB (10).
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 venv=${CUDA_VENV:-$root/build/venv-cuda}
 py=$venv/bin/python
 
+# A CUDA torch with its CUDA libraries takes about 5.5 GB in the venv, and pip
+# holds the downloaded wheels (about 3 GB) beside it until the install ends: a
+# full disk would fail mid-install with pip's bare ENOSPC.
+# Checked only while the venv lacks that torch (a reinstall needs no room).
+want=${CUDA_TORCH:-2.14.1}
+if ! [[ -x $py ]] || ! "$py" -c "import importlib.metadata as m, sys
+sys.exit(m.version('torch').split('+')[0] != '$want')" 2>/dev/null; then
+  need_gb=${CUDA_VENV_MIN_FREE_GB:-10}
+  mkdir -p "$(dirname "$venv")"
+  free_gb=$(df -Pk "$(dirname "$venv")" | awk 'NR == 2 { print int($4 / 1048576) }')
+  if ((free_gb < need_gb)); then
+    echo "build_cuda_ext: $(dirname "$venv") has $free_gb GB free; a CUDA torch venv" \
+      "needs $need_gb GB (CUDA_VENV_MIN_FREE_GB). Free some space or set CUDA_VENV." >&2
+    exit 1
+  fi
+fi
 if [[ ! -x $py ]]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
-"$py" -m pip install -q "torch==${CUDA_TORCH:-2.14.1}" "torchvision==${CUDA_TORCHVISION:-0.29.1}" \
+# No pip cache: where the wheels come from the network it would hold a second copy.
+"$py" -m pip install -q --no-cache-dir "torch==$want" "torchvision==${CUDA_TORCHVISION:-0.29.1}" \
   numpy scipy pytest ninja "setuptools>=64" wheel scikit-learn tqdm matplotlib
 "$py" -c 'import torch; assert torch.version.cuda, f"{torch.__version__} is not a CUDA build"
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, GPUs visible: {torch.cuda.device_count()}")'
