@@ -72,6 +72,34 @@ def test_standalone_reproduces_itself():
     assert 0.0 <= a <= 1.0
 
 
+def test_standalone_train_calls_after_step_with_the_trained_weights():
+    """standalone.train is train_path's training: after_step sees every optimiser step (a
+    one-sample batch counts but takes none) and the weights it left."""
+    import torch
+    from pada_nas.data import digits
+    from pada_nas.evaluate import evaluate_paths
+    from pada_nas.standalone import standalone_config, train, train_path
+
+    torch.set_num_threads(1)
+    split = digits(train_size=65, split_seed=0)  # batches of 32, 32 and 1
+    cfg = standalone_config(channels=4, cells=1, epochs=2, batch_size=32)
+    path = [3, 2, 0, 1, 4, 3]
+    seen = []
+
+    def after_step(model, step, total):
+        seen.append((step, total, [p.detach().clone() for p in model.parameters()]))
+
+    model = train(path, split, cfg, seed=0, after_step=after_step)
+    assert [(step, total) for step, total, _ in seen] == [(1, 6), (2, 6), (4, 6), (5, 6)]
+    for before, after in zip(seen[-1][2], model.parameters()):
+        assert torch.equal(before, after)
+    assert not torch.equal(seen[0][2][0], seen[-1][2][0])  # the stem conv trained on
+    # train_path is that training, then the evaluation
+    x, y = split.x_test, split.y_test
+    acc = evaluate_paths(model, [path], x, y, cfg.eval_batch, ragged_tail=True)
+    assert acc == [train_path(path, split, cfg, seed=0)]
+
+
 def test_distorted_ground_truth_is_the_same_with_two_processes(tmp_path):
     from pada_nas import experiment
     from pada_nas.ground_truth import main

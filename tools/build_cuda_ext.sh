@@ -23,10 +23,11 @@ want=${CUDA_TORCH:-2.14.1}
 if ! [[ -x $py ]] || ! "$py" -c "import importlib.metadata as m, sys
 sys.exit(m.version('torch').split('+')[0] != '$want')" 2>/dev/null; then
   need_gb=${CUDA_VENV_MIN_FREE_GB:-10}
-  mkdir -p "$(dirname "$venv")"
-  free_gb=$(df -Pk "$(dirname "$venv")" | awk 'NR == 2 { print int($4 / 1048576) }')
+  parent=$(dirname "$venv")
+  mkdir -p "$parent"
+  free_gb=$(df -Pk "$parent" | awk 'NR == 2 { print int($4 / 1048576) }')
   if ((free_gb < need_gb)); then
-    echo "build_cuda_ext: $(dirname "$venv") has $free_gb GB free; a CUDA torch venv" \
+    echo "build_cuda_ext: $parent has $free_gb GB free; a CUDA torch venv" \
       "needs $need_gb GB (CUDA_VENV_MIN_FREE_GB). Free some space or set CUDA_VENV." >&2
     exit 1
   fi

@@ -37,9 +37,11 @@ def build(path, split: Split, cfg: Config, seed: int) -> Supernet:
     return make_supernet(cfg, split)
 
 
-def train_path(path, split: Split, cfg: Config, seed: int) -> float:
-    """Train ``path`` from scratch with ``seed`` (initialisation and batch order); test accuracy."""
-    path = [int(op) for op in path]
+def train(path, split: Split, cfg: Config, seed: int, after_step=None) -> Supernet:
+    """``path`` trained from scratch with ``seed`` (initialisation and batch order).
+    ``after_step(model, step, total)``, when given, runs after each optimiser step (step counts
+    from 1 to total, the skipped one-sample batches included): a pilot that averages the
+    weights over the end of training reads them there."""
     model = build(path, split, cfg, seed)
     model.train()
     # Off-path parameters never get a .grad, so SGD skips them (no weight decay either).
@@ -74,6 +76,15 @@ def train_path(path, split: Split, cfg: Config, seed: int) -> float:
                     [p for p in model.parameters() if p.grad is not None], cfg.grad_clip
                 )
             opt.step()
+            if after_step is not None:
+                after_step(model, step, total)
+    return model
+
+
+def train_path(path, split: Split, cfg: Config, seed: int) -> float:
+    """Train ``path`` from scratch with ``seed`` (initialisation and batch order); test accuracy."""
+    path = [int(op) for op in path]
+    model = train(path, split, cfg, seed)
     x, y = split.x_test, split.y_test
     (acc,) = evaluate_paths(model, [path], x, y, cfg.eval_batch, autocast(cfg), ragged_tail=True)
     return acc

@@ -1,10 +1,10 @@
 """Pilot: does averaging the weights over the end of training make the seeds agree more?
 
-Trains sub64 paths exactly as ``pada_nas.standalone.train_path`` does (its loop, written out
-here so that one training gives every variant) and evaluates the final weights and several
-averages of them: a uniform average of the weights after each step of the last half or quarter
-of the steps, and an exponential moving average. The "final" numbers must equal the ground
-truth file's for the same config (a check that this loop is train_path's).
+Trains sub64 paths with ``pada_nas.standalone.train`` (train_path's training), reading the
+weights after each step, and evaluates the final weights and several averages of them: a
+uniform average of the weights after each step of the last half or quarter of the steps, and
+an exponential moving average from the initial weights. The "final" numbers equal the ground
+truth file's for the same config.
 
     PYTHONPATH=python python python/ground_truth/pilots_distorted/pilot_avg.py --out X.json \
         --paths 16 [--epochs 2 --batch-size 128 --lr 0.05]
@@ -12,63 +12,43 @@ truth file's for the same config (a check that this loop is train_path's).
 
 import argparse
 import json
-import math
 import multiprocessing
 import random
 import sys
 
 import torch
-import torch.nn.functional as F
 from pada_nas.data import digits_distorted
 from pada_nas.evaluate import path_scores
 from pada_nas.ground_truth import set_statistics
 from pada_nas.nb201 import all_paths
-from pada_nas.standalone import build, standalone_config
+from pada_nas.standalone import build, standalone_config, train
 
 VARIANTS = ("final", "avg50", "avg25", "ema99")
 
 
 def train_variants(path, split, cfg, seed):
-    model = build(path, split, cfg, seed)
-    model.train()
-    opt = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    n = len(split.y_train)
-    total = cfg.epochs * math.ceil(n / cfg.batch_size)
-    gen = torch.Generator().manual_seed(seed + 1_000_003)
-    params = list(model.parameters())
     sums = {"avg50": None, "avg25": None}
     counts = {"avg50": 0, "avg25": 0}
-    ema = [p.detach().clone() for p in params]
-    step = 0
-    for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=gen)
-        for idx in order.split(cfg.batch_size):
-            for g in opt.param_groups:
-                g["lr"] = 0.5 * cfg.lr * (1 + math.cos(math.pi * step / total))
-            step += 1
-            if len(idx) < 2:
-                continue
-            loss = F.cross_entropy(model(split.x_train[idx], path), split.y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], cfg.grad_clip)
-            opt.step()
-            with torch.no_grad():
-                for e, p in zip(ema, params):
-                    e.mul_(0.99).add_(p, alpha=0.01)
-                for name, frac in (("avg50", 0.5), ("avg25", 0.25)):
-                    if step > total * (1 - frac):
-                        if sums[name] is None:
-                            sums[name] = [p.detach().clone() for p in params]
-                        else:
-                            for s, p in zip(sums[name], params):
-                                s.add_(p)
-                        counts[name] += 1
-    final = [p.detach().clone() for p in params]
+    # the EMA starts from the initial weights (build seeds itself: train's are the same)
+    ema = [p.detach().clone() for p in build(path, split, cfg, seed).parameters()]
+
+    def after_step(model, step, total):
+        with torch.no_grad():
+            params = list(model.parameters())
+            for e, p in zip(ema, params):
+                e.mul_(0.99).add_(p, alpha=0.01)
+            for name, frac in (("avg50", 0.5), ("avg25", 0.25)):
+                if step > total * (1 - frac):
+                    if sums[name] is None:
+                        sums[name] = [p.detach().clone() for p in params]
+                    else:
+                        for s, p in zip(sums[name], params):
+                            s.add_(p)
+                    counts[name] += 1
+
+    model = train(path, split, cfg, seed, after_step)
     weights = {
-        "final": final,
+        "final": [p.detach().clone() for p in model.parameters()],
         "avg50": [s / counts["avg50"] for s in sums["avg50"]],
         "avg25": [s / counts["avg25"] for s in sums["avg25"]],
         "ema99": ema,
@@ -76,7 +56,7 @@ def train_variants(path, split, cfg, seed):
     out = {}
     for name in VARIANTS:
         with torch.no_grad():
-            for p, w in zip(params, weights[name]):
+            for p, w in zip(model.parameters(), weights[name]):
                 p.copy_(w)
         s = path_scores(model, [path], split.x_test, split.y_test, cfg.eval_batch, ragged_tail=True)
         out[name] = s["accuracy"][0]
